@@ -1,0 +1,37 @@
+# Two commands do everything: `make demo` and `make test`. Both create .venv and install into it.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+DATA   ?= $(if $(DIGITKIT_DATA),$(DIGITKIT_DATA),../shared/data/mnist)
+OUT    ?= runs/demo
+PYTEST_ARGS ?=
+
+.PHONY: venv install demo test test-slow lint model clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ".[train,dev]"
+	touch $@
+
+venv install: $(VENV)/.installed
+
+# The main job: train the seed CNN, evaluate it on the official test set.
+demo: $(VENV)/.installed
+	$(VENV)/bin/digitkit train --data-dir $(DATA) --out $(OUT)/float.keras
+	$(VENV)/bin/digitkit evaluate $(OUT)/float.keras --data-dir $(DATA)
+
+# The default suite: fast synthetic tests (the slow real-data runs are `make test-slow`).
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check toolkit converters runtime tests benchmarks
+	DIGITKIT_DATA=$(DATA) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(VENV)/.installed
+	DIGITKIT_DATA=$(DATA) $(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check toolkit converters runtime tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

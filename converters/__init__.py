@@ -1,0 +1,1 @@
+"""Post-training quantization of Keras models to TFLite, with an accuracy gate."""

@@ -1,0 +1,185 @@
+"""Load a .tflite model in LiteRT (``ai_edge_litert``) or ``tflite_runtime`` -- never TensorFlow -- and run
+batches through it, quantizing inputs and dequantizing outputs from the tensors' own (scale, zero_point).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.errors import InferenceError
+
+BACKENDS = ("litert", "tflite-runtime")
+_MODULES = {"litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What the runtime needs to feed a model without guessing; read from the ``MODEL.json`` sidecar's
+    ``"runtime"`` object when present, else the MNIST conventions below."""
+
+    labels: tuple[str, ...] = tuple(str(i) for i in range(10))
+    input_size: tuple[int, int] = (28, 28)
+    polarity: str = "white-on-black"  # MNIST: light digit on a dark background
+    normalisation: str = "x/255"  # float models take pixels / 255 in [0, 1]
+    output: str = "softmax"  # the last op already gives probabilities
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "labels": list(self.labels),
+            "input_size": list(self.input_size),
+            "polarity": self.polarity,
+            "normalisation": self.normalisation,
+            "output": self.output,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
+        base = cls()
+        return cls(
+            labels=tuple(str(x) for x in data.get("labels", base.labels)),
+            input_size=tuple(int(x) for x in data.get("input_size", base.input_size)),  # type: ignore[arg-type]
+            polarity=str(data.get("polarity", base.polarity)),
+            normalisation=str(data.get("normalisation", base.normalisation)),
+            output=str(data.get("output", base.output)),
+        )
+
+
+def sidecar_path(model_path: str | os.PathLike[str]) -> Path:
+    """``model.tflite`` -> ``model.json``: the report and runtime metadata written by the converter."""
+    return Path(model_path).with_suffix(".json")
+
+
+def read_metadata(model_path: str | os.PathLike[str]) -> ModelMetadata:
+    """The runtime metadata stored beside the model, or the MNIST defaults if there is no sidecar."""
+    side = sidecar_path(model_path)
+    if not side.is_file():
+        return ModelMetadata()
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InferenceError(f"{side}: unreadable model sidecar ({exc}); fix or delete it") from None
+    runtime = data.get("runtime") if isinstance(data, dict) else None
+    return ModelMetadata.from_dict(runtime) if isinstance(runtime, dict) else ModelMetadata()
+
+
+def load_interpreter_class(backend: str | None = None) -> tuple[str, Any]:
+    """Return ``(backend_name, Interpreter class)``: ai_edge_litert first, then tflite_runtime.
+
+    Raises:
+        InferenceError: the requested backend (or any backend) is not installed.
+    """
+    if backend is not None and backend not in BACKENDS:
+        raise InferenceError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    for name in [backend] if backend else list(BACKENDS):
+        try:
+            module = importlib.import_module(_MODULES[name])
+        except ImportError:
+            continue
+        return name, module.Interpreter
+    wanted = backend or " or ".join(BACKENDS)
+    raise InferenceError(
+        f"no TFLite interpreter ({wanted}) is installed; run: pip install ai-edge-litert "
+        "(or tflite-runtime on older Raspberry Pi OS)"
+    )
+
+
+class TFLiteModel:
+    """One loaded .tflite model. ``predict_proba`` takes images in MNIST polarity and gives probabilities.
+
+    Args:
+        model_path: the .tflite file.
+        backend: "litert" or "tflite-runtime"; None picks the first installed.
+        threads: interpreter threads (None = the backend's default).
+    """
+
+    def __init__(self, model_path: str | os.PathLike[str], backend: str | None = None,
+                 threads: int | None = None) -> None:
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise InferenceError(f"model file {self.path} not found; pass --model FILE.tflite")
+        self.backend, interpreter_cls = load_interpreter_class(backend)
+        self.threads = threads
+        try:
+            self._interp = interpreter_cls(model_path=str(self.path), num_threads=threads)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise InferenceError(f"{self.path}: not a loadable TFLite model ({str(exc).splitlines()[0]})") from None
+        self.metadata = read_metadata(self.path)
+        self._in = self._interp.get_input_details()[0]
+        self._out = self._interp.get_output_details()[0]
+        shape = tuple(int(s) for s in self._in["shape"])
+        if len(shape) != 4 or shape[1:] != (*self.metadata.input_size, 1):
+            raise InferenceError(f"{self.path}: input shape {shape} is not (N, 28, 28, 1); not a digit model")
+        out_shape = tuple(int(s) for s in self._out["shape"])
+        if out_shape[-1] != len(self.metadata.labels):
+            raise InferenceError(f"{self.path}: output shape {out_shape} does not give {len(self.metadata.labels)} classes")
+        self._batch = shape[0]
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self._in["dtype"])
+
+    @property
+    def output_dtype(self) -> np.dtype:
+        return np.dtype(self._out["dtype"])
+
+    @property
+    def input_quantization(self) -> tuple[float, int]:
+        scale, zero = self._in.get("quantization", (0.0, 0))
+        return float(scale), int(zero)
+
+    def _quantize(self, images: np.ndarray) -> np.ndarray:
+        """uint8 pixels (0-255) or floats in [0, 1] -> the input tensor's dtype, from its own parameters."""
+        x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+        x = x.reshape(-1, *self.metadata.input_size, 1)
+        dtype = self.input_dtype
+        if dtype == np.float32:
+            return x
+        scale, zero = self.input_quantization
+        if scale == 0:
+            raise InferenceError(f"{self.path}: integer input tensor without quantization parameters")
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+    def _dequantize(self, y: np.ndarray) -> np.ndarray:
+        if np.issubdtype(y.dtype, np.integer):
+            scale, zero = self._out.get("quantization", (0.0, 0))
+            y = (y.astype(np.float32) - zero) * scale
+        y = y.astype(np.float32)
+        if self.metadata.output != "softmax":
+            e = np.exp(y - y.max(axis=-1, keepdims=True))
+            y = e / e.sum(axis=-1, keepdims=True)
+        return y
+
+    def _resize(self, n: int) -> None:
+        if n != self._batch:
+            self._interp.resize_tensor_input(self._in["index"], [n, *self.metadata.input_size, 1])
+            self._interp.allocate_tensors()
+            self._in = self._interp.get_input_details()[0]
+            self._out = self._interp.get_output_details()[0]
+            self._batch = n
+
+    def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Probabilities (N, classes) for images (N, 28, 28[, 1]), uint8 0-255 or float 0-1, white on black."""
+        images = np.asarray(images)
+        n = images.shape[0] if images.ndim >= 3 else 1
+        out = np.empty((n, len(self.metadata.labels)), dtype=np.float32)
+        for start in range(0, n, batch_size):
+            chunk = self._quantize(images[start:start + batch_size])
+            self._resize(chunk.shape[0])
+            self._interp.set_tensor(self._in["index"], chunk)
+            self._interp.invoke()
+            out[start:start + chunk.shape[0]] = self._dequantize(self._interp.get_tensor(self._out["index"]))
+        return out
+
+    def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Predicted class indices (N,)."""
+        return self.predict_proba(images, batch_size).argmax(axis=-1)

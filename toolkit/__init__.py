@@ -1,0 +1,23 @@
+"""digitkit's training side: data, models, training, evaluation, benchmarks and the CLI.
+
+TensorFlow is imported lazily inside the functions that need it, so importing this package is cheap.
+"""
+
+from toolkit.errors import DataError, ToolkitError
+
+
+def train(*args, **kwargs):  # type: ignore[no-untyped-def]
+    """Python twin of ``digitkit train``: see :func:`toolkit.train.train`."""
+    from toolkit.train import train as _train
+
+    return _train(*args, **kwargs)
+
+
+def evaluate(*args, **kwargs):  # type: ignore[no-untyped-def]
+    """Python twin of ``digitkit evaluate``: see :func:`toolkit.evaluate.evaluate`."""
+    from toolkit.evaluate import evaluate as _evaluate
+
+    return _evaluate(*args, **kwargs)
+
+
+__all__ = ["DataError", "ToolkitError", "evaluate", "train"]

@@ -1,0 +1,192 @@
+"""The ``digitkit`` command: one typer app, a thin skin over library functions.
+
+Each verb parses options into a config, calls one library function and prints the result. Errors from
+any package become one line ``error: ...`` on stderr and the documented exit code:
+0 ok · 1 some inputs failed · 2 bad usage or unreadable input · 3 verification gate failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+# TensorFlow's C++ start-up chatter is noise to a CLI user; set before anything imports TF (lazily).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from converters.errors import ConversionError
+from runtime.errors import InferenceError
+from toolkit.errors import ToolkitError
+
+EXIT_CODES_HELP = "Exit codes: 0 ok · 1 some inputs failed · 2 bad usage or unreadable input · 3 verification gate failed."
+
+app = typer.Typer(
+    name="digitkit",
+    help="Train an MNIST CNN, quantize it to int8 TFLite, verify it, and read handwritten digits on edge CPUs.\n\n"
+    + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+_state = {"debug": False}
+F = TypeVar("F", bound=Callable[..., Any])
+ERRORS = (ToolkitError, ConversionError, InferenceError)
+
+
+def guarded(fn: F) -> F:
+    """Turn the packages' errors (and a few OS ones) into one ``error:`` line and the right exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ERRORS as exc:
+            if _state["debug"]:
+                traceback.print_exc()
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # a disk full or permission problem the library did not anticipate
+            if _state["debug"]:
+                traceback.print_exc()
+            where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+            typer.echo(f"error:{where} {exc.strerror or exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """``@command()`` registers a guarded verb on the app (runtime/converters verbs use ``register``)."""
+
+    def deco(fn: F) -> F:
+        app.command(name, **kwargs)(guarded(fn))
+        return fn
+
+    return deco
+
+
+def register(fn: Callable[..., Any], name: str | None = None, **kwargs: Any) -> None:
+    """Register a verb defined in another package's cli module (it must not import toolkit)."""
+    app.command(name, **kwargs)(guarded(fn))
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+DataDir = Annotated[
+    str | None,
+    typer.Option("--data-dir", help="MNIST-format folder (IDX files) or mnist.npz. Default: $DIGITKIT_DATA, "
+                 "then ~/.keras/datasets/mnist.npz, then the Keras download."),
+]
+
+
+@command()
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Where to save the model (.keras); a .json sidecar goes beside it.")] = Path("models/float.keras"),
+    arch: Annotated[str, typer.Option("--arch", help="Architecture; see `digitkit models`.")] = "seed",
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 40,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 128,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    data_dir: DataDir = None,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="Turn off random affine augmentation.")] = False,
+) -> None:
+    """Train a float CNN on MNIST and save it with a JSON sidecar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from toolkit.train import TrainConfig
+    from toolkit.train import train as run_train
+
+    config = TrainConfig(out=str(out), arch=arch, epochs=epochs, batch_size=batch_size, seed=seed,
+                         data_dir=data_dir, augment=not no_augment)
+    with Progress(TextColumn("[bold]training {task.fields[arch]}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("train", total=epochs, arch=arch, metrics="")
+
+        def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
+            text = f"loss {logs.get('loss', float('nan')):.4f} acc {logs.get('accuracy', float('nan')):.4f}"
+            if "val_accuracy" in logs:
+                text += f" val_acc {logs['val_accuracy']:.4f}"
+            progress.update(task, completed=epoch, metrics=text)
+
+        result = run_train(config, on_epoch=on_epoch)
+    table = Table(title=f"trained {result.arch}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for key, value in [
+        ("model", result.model_path), ("parameters", f"{result.params:,}"), ("MACs", f"{result.macs:,}"),
+        ("train / val / test images", f"{result.train_size} / {result.val_size} / {result.test_size}"),
+        ("epochs", str(result.epochs)), ("seed", str(result.seed)),
+        ("validation accuracy", f"{result.val_accuracy:.2%}"), ("test accuracy", f"{result.test_accuracy:.2%}"),
+        ("training time", f"{result.train_seconds:.0f} s"),
+    ]:
+        table.add_row(key, value)
+    console.print(table)
+
+
+@command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A .keras or .tflite model.")],
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+) -> None:
+    """Test accuracy, per-class accuracy and confusion matrix of a .keras or .tflite model."""
+    from toolkit.evaluate import evaluate as run_evaluate
+
+    result = run_evaluate(model, data_dir=data_dir)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    console.print(f"[bold]{result.model_path}[/bold] ({result.format}) on {result.test_size} test images "
+                  f"from {result.data_source}: accuracy [bold]{result.accuracy:.2%}[/bold]")
+    table = Table(title="confusion matrix (rows: true, columns: predicted)")
+    table.add_column("true")
+    for c in range(len(result.confusion)):
+        table.add_column(str(c), justify="right")
+    table.add_column("accuracy", justify="right")
+    for c, row in enumerate(result.confusion):
+        table.add_row(str(c), *[str(v) for v in row], f"{result.per_class_accuracy[c]:.2%}")
+    console.print(table)
+
+
+@command("models")
+def list_models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """The registered architectures with their parameter counts and MACs."""
+    from toolkit.models import ARCHITECTURES, describe
+
+    infos = [describe(name) for name in ARCHITECTURES]
+    if as_json:
+        for info in infos:
+            typer.echo(json.dumps(info.to_dict()))
+        return
+    table = Table(title="architectures (--arch)")
+    for col, justify in (("name", "left"), ("parameters", "right"), ("MACs", "right"), ("description", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for info in infos:
+        table.add_row(info.name, f"{info.params:,}", f"{info.macs:,}", info.description)
+    console.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()
