@@ -1,0 +1,74 @@
+"""Session fixtures: a synthetic MNIST-format dataset, a 1-epoch tiny Keras model and its int8 .tflite.
+
+Built once per session; everything seeded. The real data (``$DIGITKIT_DATA``) is only for slow tests.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from synth import synth_digits, write_idx_folder  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def synth_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the four gzip IDX files of a synthetic 1200/300-image dataset."""
+    return write_idx_folder(tmp_path_factory.mktemp("synth_mnist"))
+
+
+@pytest.fixture(scope="session")
+def synth_test_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The synthetic test images and labels (same as in ``synth_data_dir``)."""
+    return synth_digits(300, 1)
+
+
+@pytest.fixture(scope="session")
+def tiny_keras_model(tmp_path_factory: pytest.TempPathFactory, synth_data_dir: Path) -> Path:
+    """The seed architecture trained for one short epoch on the synthetic data, saved as .keras."""
+    from toolkit.train import train
+
+    out = tmp_path_factory.mktemp("tiny_model") / "float.keras"
+    train(out=str(out), arch="seed", epochs=2, batch_size=64, data_dir=str(synth_data_dir), augment=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_int8_tflite(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model: Path,
+                     synth_data_dir: Path) -> Path:
+    """A full-int8 .tflite (uint8 input, uint8 output) of ``tiny_keras_model``, made directly with TF's
+    converter so runtime tests do not depend on the converters package."""
+    import keras
+    import tensorflow as tf
+
+    from toolkit.data import load_mnist
+
+    model = keras.models.load_model(tiny_keras_model, compile=False)
+    x = load_mnist(synth_data_dir).x_train[:200].astype(np.float32)[..., None] / 255.0
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.uint8
+    conv.inference_output_type = tf.uint8
+    out = tmp_path_factory.mktemp("tiny_tflite") / "tiny_int8.tflite"
+    out.write_bytes(conv.convert())
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The shared real MNIST (``$DIGITKIT_DATA`` or ../shared/data/mnist); slow tests skip if absent."""
+    path = Path(os.environ.get("DIGITKIT_DATA", REPO.parent / "shared" / "data" / "mnist"))
+    if not path.is_dir():
+        pytest.skip(f"real MNIST not found at {path}; set DIGITKIT_DATA")
+    return path
