@@ -183,6 +183,9 @@ def list_models(
     console.print(table)
 
 
+# --- verbs defined in the other packages' cli modules (one import + register line each) ---
+
+
 def main() -> None:
     """Console-script entry point."""
     sys.exit(app())
