@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from synth import synth_digits, write_idx_folder  # noqa: E402

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-# TensorFlow's C++ start-up chatter is noise to a CLI user; set before anything imports TF (lazily).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ log lines (start-up chatter, harmless graph warnings) are noise to a CLI user;
+# set before anything imports TF (lazily). Python exceptions still surface; export 0 to see them all.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import typer
 from rich.console import Console
@@ -27,7 +28,9 @@ from converters.errors import ConversionError
 from runtime.errors import InferenceError
 from toolkit.errors import ToolkitError
 
-EXIT_CODES_HELP = "Exit codes: 0 ok · 1 some inputs failed · 2 bad usage or unreadable input · 3 verification gate failed."
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok · 1 some inputs failed · 2 bad usage or unreadable input · 3 verification gate failed."
+)
 
 app = typer.Typer(
     name="digitkit",
@@ -96,7 +99,9 @@ DataDir = Annotated[
 
 @command()
 def train(
-    out: Annotated[Path, typer.Option("--out", help="Where to save the model (.keras); a .json sidecar goes beside it.")] = Path("models/float.keras"),
+    out: Annotated[
+        Path, typer.Option("--out", help="Where to save the model (.keras); a .json sidecar goes beside it.")
+    ] = Path("models/float.keras"),
     arch: Annotated[str, typer.Option("--arch", help="Architecture; see `digitkit models`.")] = "seed",
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 40,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 128,
@@ -105,7 +110,14 @@ def train(
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Turn off random affine augmentation.")] = False,
 ) -> None:
     """Train a float CNN on MNIST and save it with a JSON sidecar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from toolkit.train import TrainConfig
     from toolkit.train import train as run_train

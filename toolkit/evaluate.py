@@ -49,7 +49,8 @@ def predict_keras(model: Any, images: np.ndarray, batch_size: int = 512) -> np.n
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
 
 
-def predict_file(model_path: str | os.PathLike[str], images: np.ndarray, threads: int | None = None) -> np.ndarray:
+def predict_file(model_path: str | os.PathLike[str], images: np.ndarray,
+                 threads: int | None = None) -> np.ndarray:
     """Probabilities for uint8 images from a .keras (via Keras) or .tflite (via the runtime) model."""
     path = Path(model_path)
     if path.suffix == ".tflite":
@@ -63,7 +64,8 @@ def predict_file(model_path: str | os.PathLike[str], images: np.ndarray, threads
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int = 10) -> np.ndarray:
     """Counts (classes, classes): row = true label, column = predicted label."""
-    return np.bincount(y_true.astype(np.int64) * classes + y_pred, minlength=classes * classes).reshape(classes, classes)
+    flat = y_true.astype(np.int64) * classes + y_pred.astype(np.int64)
+    return np.bincount(flat, minlength=classes * classes).reshape(classes, classes)
 
 
 def evaluate(model_path: str | os.PathLike[str], data_dir: str | None = None, limit: int | None = None) -> EvalResult:

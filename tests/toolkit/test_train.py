@@ -1,0 +1,78 @@
+"""Training: the seed network is exactly the seed, the saved graph is inference-only, runs are deterministic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit.errors import ToolkitError
+from toolkit.models import ARCHITECTURES, build_model, count_macs, describe
+from toolkit.train import TrainConfig, train
+
+
+def test_seed_architecture_is_exactly_the_seed_network() -> None:
+    model = build_model("seed")
+    convs = [lay for lay in model.layers if type(lay).__name__ == "Conv2D"]
+    dense = [lay for lay in model.layers if type(lay).__name__ == "Dense"]
+    assert [(c.filters, c.kernel_size) for c in convs] == [(16, (5, 5)), (36, (5, 5))]
+    assert [d.units for d in dense] == [128, 10]
+    flat = next(lay for lay in model.layers if type(lay).__name__ == "Flatten")
+    assert flat.output.shape[-1] == 7 * 7 * 36
+    assert sum(type(lay).__name__ == "MaxPooling2D" for lay in model.layers) == 2
+    # 5*5*1*16+16 + 5*5*16*36+36 + 1764*128+128 + 128*10+10
+    assert model.count_params() == 416 + 14436 + 225920 + 1290
+    assert count_macs(model) == 28 * 28 * 25 * 16 + 14 * 14 * 25 * 16 * 36 + 1764 * 128 + 1280
+
+
+def test_every_registered_arch_builds_with_28x28x1_in_and_10_out() -> None:
+    infos = {name: describe(name) for name in ARCHITECTURES}
+    assert len(infos) >= 2
+    for name in ARCHITECTURES:
+        model = build_model(name)
+        assert tuple(model.input_shape[1:]) == (28, 28, 1) and model.output_shape[-1] == 10
+    assert infos["tiny"].macs < infos["seed"].macs < infos["vgg"].macs
+
+
+def test_unknown_arch_is_a_clear_error() -> None:
+    with pytest.raises(ToolkitError, match="unknown architecture 'resnet'; choose one of: seed"):
+        build_model("resnet")
+
+
+def test_bad_out_suffix_refused_before_training(tmp_path: Path, synth_data_dir: Path) -> None:
+    with pytest.raises(ToolkitError, match=r"must end in \.keras"):
+        train(out=str(tmp_path / "m.h5"), data_dir=str(synth_data_dir), epochs=1)
+    assert not list(tmp_path.iterdir())
+
+
+def test_saved_graph_has_no_training_only_layers_and_sidecar_is_complete(tiny_keras_model: Path) -> None:
+    import keras
+
+    model = keras.models.load_model(tiny_keras_model, compile=False)
+    kinds = {type(lay).__name__ for lay in model.layers}
+    assert not kinds & {"Dropout", "RandomRotation", "RandomZoom", "RandomTranslation"}, kinds
+    side = json.loads(tiny_keras_model.with_suffix(".json").read_text())
+    for key in ("arch", "params", "macs", "data_source", "data_sha256", "train_size", "val_size", "test_size",
+                "epochs", "seed", "val_accuracy", "test_accuracy", "train_seconds", "versions"):
+        assert key in side, key
+    assert side["train_size"] + side["val_size"] == 1200 and abs(side["val_size"] - 120) <= 10  # stratified 10 %
+    assert side["test_size"] == 300 and side["params"] == model.count_params()
+    assert "tensorflow" in side["versions"]
+    # Learnable synthetic digits: two short epochs must be far above chance.
+    assert side["test_accuracy"] > 0.8
+
+
+def test_training_is_deterministic_for_a_seed(tmp_path: Path, synth_data_dir: Path) -> None:
+    import keras
+
+    kwargs = dict(arch="tiny", epochs=1, batch_size=64, data_dir=str(synth_data_dir), seed=5)
+    a = train(TrainConfig(out=str(tmp_path / "a.keras"), **kwargs))  # augmentation on: seeded too
+    b = train(TrainConfig(out=str(tmp_path / "b.keras"), **kwargs))
+    wa = keras.models.load_model(tmp_path / "a.keras").get_weights()
+    wb = keras.models.load_model(tmp_path / "b.keras").get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))
+    assert a.test_accuracy == b.test_accuracy
+    # No temp files left behind by the atomic writes.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.keras", "b.json", "b.keras"]
