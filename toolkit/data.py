@@ -206,9 +206,10 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None, allow_download: b
 
             keras.datasets.mnist.load_data()
         except Exception as exc:  # offline, no keras, server refused: all mean the same to the user
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
             raise DataError(
                 f"no MNIST data found; looked at {looked}, and the Keras download failed "
-                f"({type(exc).__name__}); pass --data-dir DIR with the four IDX files or set ${ENV_VAR}"
+                f"({reason}); pass --data-dir DIR with the four IDX files or set ${ENV_VAR}"
             ) from None
         if cache.is_file():
             return load_npz(cache)
