@@ -195,7 +195,53 @@ def list_models(
     console.print(table)
 
 
+@command()
+def bench(
+    models: Annotated[list[Path], typer.Argument(
+        help="Models to compare (.keras / .tflite); the first is the reference for ratios.")],
+    data_dir: DataDir = None,
+    threads: Annotated[str, typer.Option("--threads", help="Comma-separated thread counts, e.g. 1,2.")] = "1",
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed single-image calls per row.")] = 500,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls before timing.")] = 50,
+    pin_cpu: Annotated[str | None, typer.Option(
+        "--pin-cpu", help="Pin inference to these CPUs, e.g. 0 (with --threads 1: a Raspberry-Pi-class run).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use only the first N test images.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size of the throughput pass.")] = 256,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Write the results as JSON (schema digitkit.bench/1).")] = None,
+    report_dir: Annotated[Path | None, typer.Option(
+        "--report", help="Write report.md and PNG plots into this folder.")] = None,
+) -> None:
+    """Compare models side by side: size, load time, accuracy, latency percentiles, throughput, memory."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from toolkit.bench import BenchConfig, parse_int_list
+    from toolkit.bench import bench as run_bench
+    from toolkit.report import profile_note, terminal_table
+
+    config = BenchConfig(models=tuple(str(m) for m in models), data_dir=data_dir,
+                         threads=parse_int_list(threads, "--threads"), runs=runs, warmup=warmup,
+                         pin_cpu=parse_int_list(pin_cpu, "--pin-cpu") if pin_cpu is not None else None,
+                         limit=limit, batch_size=batch_size, json_path=str(json_path) if json_path else None,
+                         report_dir=str(report_dir) if report_dir else None)
+    with Progress(TextColumn("[bold]benchmarking"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("", total=None)
+        report = run_bench(config=config, on_result=lambda done, total, row: progress.update(
+            task, completed=done, total=total, description=f"{row.label}: p50 {row.latency_ms.p50:.3f} ms"))
+    # Piped output would be squeezed to 80 columns; a log file can take the whole table.
+    (console if console.is_terminal else Console(width=160)).print(terminal_table(report))
+    console.print(profile_note(report))
+    if config.json_path:
+        console.print(f"JSON: {config.json_path}")
+    if config.report_dir:
+        console.print(f"report: {Path(config.report_dir) / 'report.md'}")
+
+
 # --- verbs defined in the other packages' cli modules (one import + register line each) ---
+from converters.cli import convert_command  # noqa: E402
+
+register(convert_command, "convert")
 
 
 def main() -> None:

@@ -1,0 +1,420 @@
+"""Benchmark .keras and .tflite models side by side on the same test images.
+
+Every (model, backend, threads) row is measured in its own freshly spawned process, so load time and
+peak RSS belong to that model alone and one model's warm caches or thread pools cannot help the next.
+Latency is one image per call after a warm-up, timed with ``time.perf_counter_ns`` (like LiteRT's
+``benchmark_model``); throughput is one pass over the test images in batches. Ratios are taken against
+the first model measured with the same thread count, so they hold on a noisy, shared machine.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as _dt
+import multiprocessing
+import os
+import platform
+import resource
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.errors import InferenceError
+from runtime.fileio import atomic_write_json
+from runtime.interpreter import BACKENDS, load_interpreter_class
+from toolkit.data import load_mnist
+from toolkit.errors import ToolkitError
+
+SCHEMA = "digitkit.bench/1"
+FORMATS = {".keras": "keras", ".tflite": "tflite"}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything that decides a benchmark run; the CLI flags map one to one."""
+
+    models: tuple[str, ...] = ()
+    data_dir: str | None = None
+    threads: tuple[int, ...] = (1,)
+    runs: int = 500
+    warmup: int = 50
+    pin_cpu: tuple[int, ...] | None = None
+    limit: int | None = None
+    batch_size: int = 256
+    json_path: str | None = None
+    report_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Single-image latency in milliseconds over ``runs`` timed calls after the warm-up."""
+
+    mean: float
+    std: float
+    min: float
+    p50: float
+    p90: float
+    p99: float
+    max: float
+
+    @classmethod
+    def from_ns(cls, samples_ns: np.ndarray) -> LatencyStats:
+        ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+        p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+        return cls(float(ms.mean()), float(ms.std()), float(ms.min()), float(p50), float(p90), float(p99),
+                   float(ms.max()))
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One row of the table: one model on one backend with one thread count."""
+
+    model: str
+    name: str
+    format: str  # "keras" | "tflite"
+    mode: str  # "float32" | "float16" | "dynamic" | "int8" | "int16x8"
+    backend: str  # "keras" | "litert" | "tflite-runtime"
+    threads: int
+    pinned_cpus: tuple[int, ...] | None
+    size_bytes: int
+    load_ms: float
+    accuracy: float
+    agreement: float  # fraction of test images where the prediction equals the first model's
+    latency_ms: LatencyStats
+    runs: int
+    warmup: int
+    throughput_ips: float
+    batch_size: int
+    peak_rss_mb: float
+    model_rss_mb: float  # peak RSS minus the RSS of the same process just before loading the model
+    ratios: dict[str, float]  # size, p50, throughput: this row / the first model's row with the same threads
+    # Kept for plots, not written to JSON:
+    latency_samples_ms: np.ndarray = field(compare=False, repr=False)
+    predictions: np.ndarray = field(compare=False, repr=False)
+
+    @property
+    def label(self) -> str:
+        what = self.mode if self.name == self.mode else f"{self.name} {self.mode}"
+        return f"{what} ({self.backend}, {self.threads} thread{'s' if self.threads > 1 else ''})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "name": self.name, "format": self.format, "mode": self.mode,
+            "backend": self.backend, "threads": self.threads,
+            "pinned_cpus": list(self.pinned_cpus) if self.pinned_cpus else None,
+            "size_bytes": self.size_bytes, "load_ms": round(self.load_ms, 3),
+            "accuracy": self.accuracy, "agreement": self.agreement, "latency_ms": self.latency_ms.to_dict(),
+            "runs": self.runs, "warmup": self.warmup, "throughput_ips": round(self.throughput_ips, 1),
+            "batch_size": self.batch_size, "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "model_rss_mb": round(self.model_rss_mb, 1), "ratios": {k: round(v, 4) for k, v in self.ratios.items()},
+        }
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """A whole benchmark run: settings, machine, data and one BenchResult per row."""
+
+    created: str
+    config: BenchConfig
+    environment: dict[str, Any]
+    data_source: str
+    test_size: int
+    reference: str
+    results: tuple[BenchResult, ...]
+    labels: np.ndarray = field(compare=False, repr=False)  # the test labels the rows were scored on
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA, "created": self.created,
+            "settings": {"threads": list(self.config.threads), "runs": self.config.runs,
+                         "warmup": self.config.warmup, "batch_size": self.config.batch_size,
+                         "pin_cpu": list(self.config.pin_cpu) if self.config.pin_cpu else None,
+                         "limit": self.config.limit},
+            "environment": self.environment,
+            "data": {"source": self.data_source, "test_images": self.test_size},
+            "reference": self.reference,
+            "results": [r.to_dict() for r in self.results],
+        }
+
+
+def parse_int_list(text: str, what: str) -> tuple[int, ...]:
+    """``"1,2"`` -> ``(1, 2)``; raises ToolkitError naming the flag for anything else."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ToolkitError(f"{what} {text!r} is not a comma-separated list of integers, e.g. 1,2") from None
+    if not values:
+        raise ToolkitError(f"{what} is empty; give a comma-separated list of integers, e.g. 1,2")
+    return values
+
+
+def _check(config: BenchConfig) -> list[Path]:
+    if not config.models:
+        raise ToolkitError("no models given; pass one or more .keras / .tflite files")
+    paths = [Path(m) for m in config.models]
+    for p in paths:
+        if p.suffix not in FORMATS:
+            raise ToolkitError(f"{p}: unknown model format {p.suffix!r}; expected .keras or .tflite")
+        if not p.is_file():
+            raise ToolkitError(f"model file {p} not found")
+    if any(t < 1 for t in config.threads) or not config.threads:
+        raise ToolkitError(f"--threads {','.join(map(str, config.threads))}: every thread count must be >= 1")
+    if config.runs < 1 or config.warmup < 0:
+        raise ToolkitError(f"--runs {config.runs} must be >= 1 and --warmup {config.warmup} >= 0")
+    if config.batch_size < 1:
+        raise ToolkitError(f"--batch-size {config.batch_size} must be >= 1")
+    if config.limit is not None and config.limit < 1:
+        raise ToolkitError(f"--limit {config.limit} must be >= 1")
+    if config.pin_cpu:
+        allowed = os.sched_getaffinity(0)
+        bad = sorted(set(config.pin_cpu) - allowed)
+        if bad:
+            raise ToolkitError(f"--pin-cpu {bad}: not usable CPUs here; choose from {sorted(allowed)}")
+    return paths
+
+
+def tflite_mode(path: str | os.PathLike[str], backend: str | None = None) -> str:
+    """The quantization mode of a .tflite file, read from its tensors' dtypes.
+
+    float16: float16 weights; dynamic: int8 weights with float32 activations; int8: integer activations
+    (float32 only at the interface, if at all); int16x8: int16 activations; float32 otherwise.
+    """
+    _, interpreter_cls = load_interpreter_class(backend)
+    try:
+        tensors = interpreter_cls(model_path=str(path)).get_tensor_details()
+    except (ValueError, RuntimeError) as exc:
+        raise InferenceError(f"{path}: not a loadable TFLite model ({str(exc).splitlines()[0]})") from None
+    kinds = [np.dtype(t["dtype"]) for t in tensors]
+    count = {name: sum(k == np.dtype(name) for k in kinds) for name in ("float32", "float16", "int8", "uint8", "int16")}
+    if count["float16"]:
+        return "float16"
+    if count["int16"] and count["int8"]:
+        return "int16x8"
+    if count["int8"] + count["uint8"] == 0:
+        return "float32"
+    # Full-integer models keep float32 only for a quantize/dequantize at the interface (<= 2 tensors);
+    # dynamic-range models keep every activation and bias in float32.
+    return "int8" if count["float32"] <= 2 else "dynamic"
+
+
+def keras_mode(path: str | os.PathLike[str]) -> str:
+    """``float32`` unless the saved config uses a float16/bfloat16 mixed-precision policy (read without TF)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            text = zf.read("config.json").decode("utf-8", "replace")
+    except (zipfile.BadZipFile, KeyError, OSError):
+        raise ToolkitError(f"{path}: not a readable Keras model (not a .keras zip archive)") from None
+    if "mixed_bfloat16" in text:
+        return "bfloat16"
+    return "float16" if "mixed_float16" in text else "float32"
+
+
+def installed_backends() -> list[str]:
+    """The TFLite interpreters importable here, in preference order."""
+    found = []
+    for name in BACKENDS:
+        try:
+            load_interpreter_class(name)
+        except InferenceError:
+            continue
+        found.append(name)
+    return found
+
+
+@dataclass(frozen=True)
+class _Job:
+    path: str
+    format: str
+    backend: str
+    threads: int
+    pin_cpu: tuple[int, ...] | None
+    runs: int
+    warmup: int
+    batch_size: int
+    images: np.ndarray
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def _measure(job: _Job) -> dict[str, Any]:
+    """Runs in a fresh spawned process: load, time single images, time a batched pass, read peak RSS."""
+    if job.pin_cpu:
+        os.sched_setaffinity(0, set(job.pin_cpu))  # before any thread pool exists, so all of them inherit it
+    images = job.images
+    if job.format == "keras":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(job.threads)  # must precede the first op
+        tf.config.threading.set_inter_op_parallelism_threads(job.threads)
+        from toolkit.evaluate import load_keras_model
+
+        x = (images.astype(np.float32) / 255.0)[..., None]
+        base = _rss_mb()
+        start = time.perf_counter_ns()
+        model = load_keras_model(job.path)
+        load_ns = time.perf_counter_ns() - start
+
+        def single(i: int) -> Any:
+            return model(x[i:i + 1], training=False)
+
+        def batched() -> np.ndarray:
+            return np.concatenate([np.asarray(model(x[s:s + job.batch_size], training=False))
+                                   for s in range(0, len(x), job.batch_size)])
+    else:
+        from runtime.interpreter import TFLiteModel
+
+        base = _rss_mb()
+        start = time.perf_counter_ns()
+        tfl = TFLiteModel(job.path, backend=job.backend, threads=job.threads)
+        load_ns = time.perf_counter_ns() - start
+
+        def single(i: int) -> Any:
+            return tfl.predict_proba(images[i:i + 1])
+
+        def batched() -> np.ndarray:
+            return tfl.predict_proba(images, batch_size=job.batch_size)
+
+    n = len(images)
+    for i in range(job.warmup):
+        single(i % n)
+    samples = np.empty(job.runs, dtype=np.int64)
+    for i in range(job.runs):
+        t0 = time.perf_counter_ns()
+        single(i % n)
+        samples[i] = time.perf_counter_ns() - t0
+    batched_warm = images[: min(n, job.batch_size)]  # one batch so the batch-shaped buffers exist
+    (tfl.predict_proba(batched_warm, batch_size=job.batch_size) if job.format == "tflite"
+     else model(x[: len(batched_warm)], training=False))
+    t0 = time.perf_counter_ns()
+    probs = batched()
+    batch_ns = time.perf_counter_ns() - t0
+    peak = _rss_mb()
+    return {"load_ns": load_ns, "samples_ns": samples, "batch_ns": batch_ns,
+            "predictions": probs.argmax(axis=-1).astype(np.uint8), "peak_rss_mb": peak, "base_rss_mb": base}
+
+
+def _run_isolated(job: _Job) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        try:
+            return pool.submit(_measure, job).result()
+        except concurrent.futures.process.BrokenProcessPool:
+            raise ToolkitError(f"{job.path}: the benchmark process died ({job.backend}, {job.threads} threads); "
+                               "run it alone with --debug to see why", exit_code=1) from None
+
+
+def _environment(formats: set[str]) -> dict[str, Any]:
+    env: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
+                           "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                           "python": platform.python_version(), "numpy": np.__version__}
+    for dist in ("ai-edge-litert", "tflite-runtime") + (("tensorflow", "keras") if "keras" in formats else ()):
+        try:
+            env[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return env
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b else float("nan")
+
+
+# Called after each row with (done, total, row) so a CLI can draw progress.
+RowCallback = Callable[[int, int, BenchResult], None]
+
+
+def bench(models: Sequence[str | os.PathLike[str]] | None = None, config: BenchConfig | None = None,
+          on_result: RowCallback | None = None, **overrides: Any) -> BenchReport:
+    """Benchmark ``models`` (any mix of .keras and .tflite) on the same test images; Python twin of
+    ``digitkit bench``.
+
+    Args:
+        models: model files; the first is the reference for ratios and agreement.
+        config: settings (``BenchConfig()`` if None); keyword ``overrides`` replace fields.
+        on_result: called after each measured row.
+
+    Returns:
+        BenchReport; also written to ``config.json_path`` (JSON) and ``config.report_dir`` (report.md + PNGs).
+
+    Raises:
+        ToolkitError: missing or unknown model files, bad settings, unusable data; InferenceError: a
+        .tflite file the interpreter cannot load.
+    """
+    base = config.to_dict() if config else {}
+    if models is not None:
+        base["models"] = tuple(str(m) for m in models)
+    config = BenchConfig(**{**base, **overrides})
+    config = BenchConfig(**{**config.to_dict(), "models": tuple(str(m) for m in config.models),
+                            "threads": tuple(config.threads),
+                            "pin_cpu": tuple(config.pin_cpu) if config.pin_cpu else None})
+    paths = _check(config)
+    backends = installed_backends()
+    modes = {}
+    for p in paths:
+        if FORMATS[p.suffix] == "tflite":
+            if not backends:
+                load_interpreter_class()  # raises the "pip install ai-edge-litert" message
+            modes[p] = tflite_mode(p, backends[0])
+        else:
+            modes[p] = keras_mode(p)
+    data = load_mnist(config.data_dir)
+    images, labels = data.x_test, data.y_test
+    if config.limit is not None:
+        images, labels = images[: config.limit], labels[: config.limit]
+
+    plan = [(p, b, t) for p in paths for b in (["keras"] if FORMATS[p.suffix] == "keras" else backends)
+            for t in config.threads]
+    rows: list[BenchResult] = []
+    for p, backend, threads in plan:
+        raw = _run_isolated(_Job(str(p), FORMATS[p.suffix], backend, threads, config.pin_cpu, config.runs,
+                                 config.warmup, config.batch_size, images))
+        pred = raw["predictions"]
+        ref = next((r for r in rows if r.model == str(paths[0]) and r.threads == threads), None)
+        first = rows[0] if rows else None
+        size = p.stat().st_size
+        stats = LatencyStats.from_ns(raw["samples_ns"])
+        tput = len(images) / (raw["batch_ns"] / 1e9)
+        row = BenchResult(
+            model=str(p), name=p.stem, format=FORMATS[p.suffix], mode=modes[p], backend=backend, threads=threads,
+            pinned_cpus=config.pin_cpu, size_bytes=size, load_ms=raw["load_ns"] / 1e6,
+            accuracy=float(np.mean(pred == labels)),
+            agreement=float(np.mean(pred == first.predictions)) if first else 1.0,
+            latency_ms=stats, runs=config.runs, warmup=config.warmup, throughput_ips=tput,
+            batch_size=config.batch_size, peak_rss_mb=raw["peak_rss_mb"],
+            model_rss_mb=raw["peak_rss_mb"] - raw["base_rss_mb"],
+            ratios={"size": _ratio(size, ref.size_bytes) if ref else 1.0,
+                    "p50": _ratio(stats.p50, ref.latency_ms.p50) if ref else 1.0,
+                    "throughput": _ratio(tput, ref.throughput_ips) if ref else 1.0},
+            latency_samples_ms=raw["samples_ns"] / 1e6, predictions=pred,
+        )
+        rows.append(row)
+        if on_result is not None:
+            on_result(len(rows), len(plan), row)
+
+    report = BenchReport(
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), config=config,
+        environment=_environment({FORMATS[p.suffix] for p in paths}), data_source=data.source,
+        test_size=len(images), reference=str(paths[0]), results=tuple(rows), labels=labels,
+    )
+    if config.json_path:
+        Path(config.json_path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(config.json_path, report.to_dict())
+    if config.report_dir:
+        from toolkit.report import write_bench_report
+
+        write_bench_report(report, images, config.report_dir)
+    return report
