@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ConversionError(Exception):
     """A conversion or verification failure. ``exit_code`` 2 = bad input, 3 = gate failed."""
@@ -15,6 +17,10 @@ class ConversionError(Exception):
 
 
 class GateFailed(ConversionError):
-    """The converted model lost more accuracy than ``--max-drop`` allows."""
+    """The converted model lost more accuracy than ``--max-drop`` allows; ``report`` holds the figures."""
 
     exit_code = 3
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report

@@ -1,0 +1,180 @@
+"""``convert``: Keras -> TFLite, prove no operator runs in float (int8), verify on the test set, gate, write.
+
+Nothing appears at ``out`` unless the gate passes: the candidate is a temp file in the same folder,
+renamed into place only then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+from converters import data as conversion_data
+from converters.errors import ConversionError, GateFailed
+from converters.flatbuffer import float_ops, op_counts, read_io, read_ops
+from converters.report import ConversionReport, sidecar
+from converters.tflite import ConvertConfig, convert_keras, load_keras
+from converters.verify import layer_errors, verify
+from runtime.fileio import atomic_write_json
+from runtime.interpreter import sidecar_path
+
+
+def rejected_path(out: str | os.PathLike[str]) -> Path:
+    """``int8.tflite`` -> ``int8.rejected.tflite``: where --keep-rejected keeps a model that failed the gate."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.rejected{out.suffix}")
+
+
+def layers_path(out: str | os.PathLike[str]) -> Path:
+    """``int8.tflite`` -> ``int8.layers.json``: the --debug-layers report."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.layers.json")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _probe_writable(folder: Path) -> bool:
+    # os.access says yes to root on read-only mounts; creating a file is the real test.
+    try:
+        fd, name = tempfile.mkstemp(prefix=".digitkit-probe.", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(name)
+    return True
+
+
+def check_out(out: str | os.PathLike[str]) -> Path:
+    """Validate ``--out`` before any work: a .tflite path in a folder we can write (created later if missing).
+
+    Raises:
+        ConversionError: wrong suffix, a folder, or an unwritable location.
+    """
+    out = Path(out)
+    if out.suffix != ".tflite":
+        raise ConversionError(f"--out {out} must end in .tflite")
+    if out.is_dir():
+        raise ConversionError(f"--out {out} is a folder; pass a file name like {out / 'model.tflite'}")
+    folder = out.parent if str(out.parent) else Path(".")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConversionError(f"--out {out}: {existing} is a file, not a folder")
+    if not _probe_writable(existing):
+        raise ConversionError(f"--out {out}: folder {existing} is not writable; choose another --out")
+    return out
+
+
+def _config(config: ConvertConfig | None, overrides: dict[str, Any]) -> ConvertConfig:
+    known = {f.name for f in fields(ConvertConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConversionError(f"unknown conversion setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    config = replace(config or ConvertConfig(), **overrides)
+    config.validate()
+    return config
+
+
+def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: ConvertConfig | None = None,
+            *, data: conversion_data.Dataset | None = None, **overrides: Any) -> ConversionReport:
+    """Python twin of ``digitkit convert``: convert, verify, gate, and write ``out`` plus ``out``'s .json.
+
+    Args:
+        model: the float .keras model ((28, 28, 1) in, 10 probabilities out).
+        out: the .tflite to write; its sidecar ``.json`` goes beside it.
+        config: the settings (``ConvertConfig()`` if None); keyword ``overrides`` replace fields.
+        data: an already loaded dataset (``toolkit.data.MnistData`` or alike); else ``config.data_dir``.
+
+    Returns:
+        The ConversionReport (also the sidecar's "report").
+
+    Raises:
+        ConversionError: bad settings or input (exit 2), or an int8 model with a float operator.
+        GateFailed: the accuracy drop exceeds ``max_drop`` (exit 3); ``.report`` holds the figures.
+    """
+    config = _config(config, overrides)
+    out = check_out(out)
+    source = Path(model)
+    keras_model = load_keras(source)
+    if data is not None:
+        cdata = conversion_data.prepare(data, config.calibration_samples, config.calibration_seed,
+                                        config.val_fraction)
+    else:
+        cdata = conversion_data.load(config.data_dir, config.calibration_samples, config.calibration_seed,
+                                     config.val_fraction)
+    int8 = config.mode == "int8"
+    io = config.resolved_io
+
+    start = time.perf_counter()
+    flat = convert_keras(keras_model, config.mode, io, cdata.calibration if int8 else None)
+    conversion_seconds = time.perf_counter() - start
+    float32_bytes = len(flat) if config.mode == "float32" else len(convert_keras(keras_model, "float32"))
+
+    ops = read_ops(flat)
+    floating = float_ops(ops, float_io=io == "float32")
+    if int8 and floating:
+        names = ", ".join(f"{op.op}#{op.index}" for op in floating[:5])
+        raise ConversionError(f"int8 conversion left {len(floating)} operator(s) on float tensors ({names}); "
+                              "the model uses a layer without an int8 kernel")
+    io_info = read_io(flat)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.tmp.", suffix=".tflite", dir=out.parent)
+    tmp = Path(tmp_name)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a model should read like any other file
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(flat)
+            fh.flush()
+            os.fsync(fh.fileno())
+        start = time.perf_counter()
+        result = verify(keras_model, tmp, cdata.x_test, cdata.y_test, threads=config.threads)
+        verification_seconds = time.perf_counter() - start
+        layers = layer_errors(keras_model, cdata.calibration, cdata.debug_images) if config.debug_layers else None
+
+        passed = result.drop_pp <= config.max_drop
+        kept = rejected_path(out) if not passed and config.keep_rejected else None
+        report = ConversionReport(
+            model_path=str(out), source_model=str(source), mode=config.mode, io=io,
+            input_dtype=io_info.input_dtype, input_scale=io_info.input_scale,
+            input_zero_point=io_info.input_zero_point, output_dtype=io_info.output_dtype,
+            calibration_samples=int(len(cdata.calibration)) if int8 else 0,
+            test_size=result.test_size, float_accuracy=result.float_accuracy,
+            converted_accuracy=result.converted_accuracy, drop_pp=result.drop_pp, agreement=result.agreement,
+            max_drop_pp=config.max_drop, passed=passed, size_bytes=len(flat), float32_tflite_bytes=float32_bytes,
+            compression_ratio=len(flat) / float32_bytes, conversion_seconds=round(conversion_seconds, 3),
+            verification_seconds=round(verification_seconds, 3), backend=result.backend,
+            op_counts=op_counts(ops), float_ops=len(floating),
+            rejected_path=str(kept) if kept else None,
+            layers_path=str(layers_path(out)) if layers is not None else None,
+        )
+        if layers is not None:  # written whether or not the gate passes: it is how a failure is debugged
+            atomic_write_json(layers_path(out), {"model": str(out), "source_model": str(source),
+                                                 "layers": [layer.to_dict() for layer in layers]})
+        target = out if passed else kept
+        if target is not None:
+            provenance = {**cdata.provenance(), "calibration_seed": config.calibration_seed,
+                          "calibration_from": f"training split (validation fraction {config.val_fraction} "
+                                              "held out, seed 0, as `digitkit train`)"}
+            atomic_write_json(sidecar_path(target), sidecar(report, source, provenance, config.to_dict()))
+            os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    if not passed:
+        where = f"kept as {kept}" if kept else f"nothing written to {out} (pass --keep-rejected to keep it)"
+        raise GateFailed(
+            f"{config.mode} model lost {result.drop_pp:.2f} pp of test accuracy "
+            f"({result.float_accuracy:.2%} -> {result.converted_accuracy:.2%}), more than --max-drop "
+            f"{config.max_drop:g} pp; {where}", report=report)
+    return report

@@ -1,0 +1,189 @@
+"""Keras -> TFLite: the conversion settings and the TensorFlow converter calls (TensorFlow imported lazily)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.errors import ConversionError
+
+MODES = ("int8", "dynamic", "float16", "float32")
+IO_TYPES = ("uint8", "int8", "float32")
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Every setting of a conversion; the CLI's defaults are read from here.
+
+    ``io`` None means: ``uint8`` for int8 (raw 0-255 pixels in, so the device does no float work before the
+    model), ``float32`` for the other modes, which keep float interfaces.
+    """
+
+    mode: str = "int8"
+    io: str | None = None
+    calibration_samples: int = 500
+    calibration_seed: int = 0
+    val_fraction: float = 0.1  # the training split excludes the same validation split as `digitkit train`
+    max_drop: float = 0.3  # percentage points of test accuracy the converted model may lose
+    data_dir: str | None = None
+    debug_layers: bool = False
+    keep_rejected: bool = False
+    threads: int | None = None  # interpreter threads for the verification pass
+
+    @property
+    def resolved_io(self) -> str:
+        if self.io is not None:
+            return self.io
+        return "uint8" if self.mode == "int8" else "float32"
+
+    def validate(self) -> None:
+        """Raises ConversionError (exit 2) for a setting no conversion can use."""
+        if self.mode not in MODES:
+            raise ConversionError(f"--mode {self.mode!r} is not one of: {', '.join(MODES)}")
+        if self.resolved_io not in IO_TYPES:
+            raise ConversionError(f"--io {self.io!r} is not one of: {', '.join(IO_TYPES)}")
+        if self.mode != "int8" and self.resolved_io != "float32":
+            raise ConversionError(f"--io {self.io} needs --mode int8; {self.mode} models keep float32 input "
+                                  "and output (drop --io or pass --io float32)")
+        if self.calibration_samples < 1:
+            raise ConversionError(f"--calibration-samples {self.calibration_samples} must be at least 1 "
+                                  "(int8 needs images to calibrate activation ranges; 500 is the default)")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConversionError(f"validation fraction {self.val_fraction} must be in [0, 1)")
+        if self.debug_layers and self.mode != "int8":
+            raise ConversionError(f"--debug-layers reports int8 quantization error; it needs --mode int8, "
+                                  f"not {self.mode}")
+        if self.threads is not None and self.threads < 1:
+            raise ConversionError(f"threads {self.threads} must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "io": self.resolved_io}
+
+
+@contextlib.contextmanager
+def quiet_tf() -> Iterator[None]:
+    """Silence what TensorFlow's converter prints on fds 1 and 2 ("Saved artifact at ...", MLIR notes).
+
+    Python exceptions still propagate; the captured text is dropped. Set DIGITKIT_TF_VERBOSE=1 to see it.
+    """
+    if os.environ.get("DIGITKIT_TF_VERBOSE"):
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink, open(os.devnull, "w") as devnull:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            with contextlib.redirect_stdout(devnull):  # a test runner's sys.stdout is not fd 1
+                yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def load_keras(path: str | os.PathLike[str]) -> Any:
+    """Load a .keras model and check it is a digit model: (28, 28, 1) in, 10 classes out.
+
+    Raises:
+        ConversionError: missing file, not a Keras model, or the wrong input/output shape.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"model file {path} not found; pass a .keras model from `digitkit train`")
+    with quiet_tf():  # TensorFlow's import prints C++ start-up lines no TF_CPP_MIN_LOG_LEVEL hides
+        import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # ValueError, OSError, zipfile errors...: all mean "not a model"
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ConversionError(f"{path}: not a readable Keras model ({first})") from None
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ConversionError(f"{path}: model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+                              "expected one image in and one probability vector out")
+    in_shape = tuple(model.inputs[0].shape[1:])
+    out_shape = tuple(model.outputs[0].shape[1:])
+    if in_shape != INPUT_SHAPE:
+        raise ConversionError(f"{path}: model input is {in_shape}, expected {INPUT_SHAPE} "
+                              "(28x28 grayscale digits); it is not an MNIST digit model")
+    if out_shape != (NUM_CLASSES,):
+        raise ConversionError(f"{path}: model output is {out_shape}, expected ({NUM_CLASSES},) class probabilities")
+    return model
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 images (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1], the Keras models' input."""
+    return (np.asarray(images, dtype=np.float32) / 255.0).reshape(-1, *INPUT_SHAPE)
+
+
+def _converter(model: Any, mode: str, io: str, calibration: np.ndarray | None) -> Any:
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode == "float32":
+        return conv
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        conv.target_spec.supported_types = [tf.float16]
+    elif mode == "int8":
+        if calibration is None or len(calibration) == 0:
+            raise ConversionError("the calibration set is empty; int8 needs training images to calibrate "
+                                  "activation ranges (check --data-dir and --calibration-samples)")
+        x = to_float(calibration)
+        conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]  # fail rather than fall back
+        conv.inference_input_type = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}[io]
+        conv.inference_output_type = conv.inference_input_type
+    # "dynamic": Optimize.DEFAULT without a representative dataset = int8 weights, float activations.
+    return conv
+
+
+def convert_keras(model: Any, mode: str, io: str = "float32", calibration: np.ndarray | None = None) -> bytes:
+    """Convert a loaded Keras model to TFLite flatbuffer bytes.
+
+    Args:
+        model: from :func:`load_keras`.
+        mode: one of MODES; int8 quantizes weights (per channel) and activations with ``calibration``.
+        io: the input/output tensor type (int8 mode only; the others keep float32).
+        calibration: uint8 images (N, 28, 28) from the training split, int8 mode only.
+
+    Raises:
+        ConversionError: empty calibration set, or TensorFlow's converter refused the model.
+    """
+    conv = _converter(model, mode, io, calibration)
+    try:
+        with quiet_tf():
+            return bytes(conv.convert())
+    except ConversionError:
+        raise
+    except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ConversionError(f"TensorFlow's converter failed in {mode} mode: {first}") from None
+
+
+def layer_debugger(model: Any, calibration: np.ndarray, debug_images: np.ndarray) -> Any:
+    """Run TensorFlow's QuantizationDebugger (float io, as it requires) and return it after ``run()``."""
+    import tensorflow as tf
+
+    conv = _converter(model, "int8", "float32", calibration)
+    x = to_float(debug_images)
+    with quiet_tf():  # the debugger converts in its constructor
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=conv, debug_dataset=lambda: ([x[i:i + 1]] for i in range(len(x))))
+        debugger.run()
+    return debugger
