@@ -87,7 +87,7 @@ class BenchResult:
     mode: str  # "float32" | "float16" | "dynamic" | "int8" | "int16x8"
     backend: str  # "keras" | "litert" | "tflite-runtime"
     threads: int
-    pinned_cpus: tuple[int, ...] | None
+    pinned_cpus: tuple[int, ...] | None  # the measuring process's CPU affinity, read back, when --pin-cpu
     size_bytes: int
     load_ms: float
     accuracy: float
@@ -303,7 +303,7 @@ def _measure(job: _Job) -> dict[str, Any]:
     probs = batched()
     batch_ns = time.perf_counter_ns() - t0
     peak = _rss_mb()
-    return {"load_ns": load_ns, "samples_ns": samples, "batch_ns": batch_ns,
+    return {"load_ns": load_ns, "samples_ns": samples, "batch_ns": batch_ns, "cpus": sorted(os.sched_getaffinity(0)),
             "predictions": probs.argmax(axis=-1).astype(np.uint8), "peak_rss_mb": peak, "base_rss_mb": base}
 
 
@@ -390,7 +390,7 @@ def bench(models: Sequence[str | os.PathLike[str]] | None = None, config: BenchC
         tput = len(images) / (raw["batch_ns"] / 1e9)
         row = BenchResult(
             model=str(p), name=p.stem, format=FORMATS[p.suffix], mode=modes[p], backend=backend, threads=threads,
-            pinned_cpus=config.pin_cpu, size_bytes=size, load_ms=raw["load_ns"] / 1e6,
+            pinned_cpus=tuple(raw["cpus"]) if config.pin_cpu else None, size_bytes=size, load_ms=raw["load_ns"] / 1e6,
             accuracy=float(np.mean(pred == labels)),
             agreement=float(np.mean(pred == first.predictions)) if first else 1.0,
             latency_ms=stats, runs=config.runs, warmup=config.warmup, throughput_ips=tput,

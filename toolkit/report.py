@@ -116,7 +116,7 @@ def plot_latency(report: BenchReport, target: Path) -> Path:
     """Box plots of the single-image latency samples, one per row (log scale)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(report.results) + 1.5))
-    ax.boxplot([r.latency_samples_ms for r in report.results], vert=False, showfliers=True,
+    ax.boxplot([r.latency_samples_ms for r in report.results], orientation="horizontal", showfliers=True,
                tick_labels=[r.label for r in report.results], flierprops={"markersize": 2})
     ax.set_xscale("log")
     ax.set_xlabel(f"single-image latency (ms, log scale; {report.config.runs} runs after "
