@@ -35,3 +35,11 @@ lint: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+
+# tflite-runtime 2.14 (older Raspberry Pi OS) must give the same predictions as ai-edge-litert on the whole
+# test set. It needs numpy<2, so it runs in its own venv (.venv-tflite-runtime), built on first use.
+COMPAT_MODEL ?= $(OUT)/int8.tflite
+.PHONY: compat
+compat: $(VENV)/.installed
+	@test -f $(COMPAT_MODEL) || $(VENV)/bin/digitkit convert $(OUT)/float.keras --out $(COMPAT_MODEL) --data-dir $(DATA)
+	bash benchmarks/compat_tflite_runtime.sh $(COMPAT_MODEL) $(DATA)

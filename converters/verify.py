@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from converters.errors import ConversionError
-from converters.tflite import layer_debugger, to_float
+from converters.tflite import layer_debugger, quiet_tf, to_float
 from runtime.errors import InferenceError
 from runtime.interpreter import TFLiteModel
 
@@ -50,7 +50,8 @@ def verify(model: Any, tflite_path: str | os.PathLike[str], x_test: np.ndarray, 
     y = np.asarray(y_test)
     float_pred = keras_predict(model, x_test)
     try:
-        runtime_model = TFLiteModel(tflite_path, threads=threads)
+        with quiet_tf():  # the interpreter announces its XNNPACK delegate on stderr
+            runtime_model = TFLiteModel(tflite_path, threads=threads)
         converted_pred = runtime_model.predict(np.asarray(x_test))
     except InferenceError as exc:
         raise ConversionError(f"the converted model does not run in the runtime: {exc}") from None
@@ -108,7 +109,8 @@ def layer_errors(model: Any, calibration: np.ndarray, debug_images: np.ndarray) 
         scale = float(row["scale"])
         rmse = math.sqrt(max(mse, 0.0))
         rows.append(LayerError(
-            layer=layer_name(row["tensor_name"]), op=row["op_name"], tensor=row["tensor_name"], elements=int(float(row["num_elements"])),
+            layer=layer_name(row["tensor_name"]), op=row["op_name"], tensor=row["tensor_name"],
+            elements=int(float(row["num_elements"])),
             rmse=rmse, scale=scale, rmse_per_scale=rmse / scale if scale > 0 else float("nan"),
             max_abs_error=float(row["max_abs_error"]), mean_error=float(row["mean_error"]),
         ))
