@@ -242,6 +242,9 @@ def bench(
 from converters.cli import convert_command  # noqa: E402
 
 register(convert_command, "convert")
+from runtime.cli_camera import camera  # noqa: E402
+
+register(camera, "camera")
 
 
 def main() -> None:
