@@ -1,0 +1,304 @@
+"""Camera-like photos of handwritten numbers, generated, and how well ``digitkit classify`` reads them.
+
+Each photo is 640x480: paper with a lighting gradient and vignette, 1-4 MNIST *test* digits drawn as dark
+ink in a row, blur, sensor noise, JPEG. Some pages are blank. A second set holds non-digit shapes (blobs,
+stars, scribbles, letters...) to measure what ``--min-confidence`` rejects.
+
+    python benchmarks/photos.py quality   --model runs/seed/int8.tflite [--n 400] [--dev]
+    python benchmarks/photos.py rejection --model runs/seed/int8.tflite [--n 400]
+
+The development slice (``--dev``: test digits 0-999, seed 0) is the only one looked at while tuning;
+the measured set uses test digits 1000-9999 and another seed. The tests import the generators from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+SIZE = (640, 480)  # width, height
+
+
+def paper(rng: np.random.Generator, size: tuple[int, int] = SIZE) -> np.ndarray:
+    """A float32 (H, W, 3) BGR sheet of paper 0-255 under uneven light: gradient, vignette, a tint."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = rng.uniform(150, 235)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(angle) * (xx / w - 0.5) + np.sin(angle) * (yy / h - 0.5))
+    light = 1.0 + rng.uniform(0.2, 0.6) * ramp
+    cx, cy = rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.7) * h
+    light *= 1.0 - rng.uniform(0.05, 0.3) * (((xx - cx) / w) ** 2 + ((yy - cy) / h) ** 2) * 2
+    tint = np.array([rng.uniform(0.9, 1.0), rng.uniform(0.95, 1.0), 1.0], np.float32)
+    return np.clip(base * light[..., None] * tint, 0, 255)
+
+
+def camera(sheet: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Blur, noise and JPEG round trip: what the camera does to the sheet. Returns uint8 BGR."""
+    img = cv2.GaussianBlur(sheet, (0, 0), rng.uniform(0.6, 2.0))
+    img = img + rng.normal(0, rng.uniform(2, 8), img.shape).astype(np.float32)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 91))])
+    assert ok
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+
+
+def ink_on(sheet: np.ndarray, alpha: np.ndarray, x: int, y: int, rng: np.random.Generator,
+           darkness: float) -> None:
+    """Draw an ink mask (float 0-1, (h, w)) onto the sheet at (x, y), in place: dark blue-black ink."""
+    h, w = alpha.shape
+    color = np.array([rng.uniform(0.0, 0.35), rng.uniform(0.0, 0.15), rng.uniform(0.0, 0.15)], np.float32)
+    region = sheet[y:y + h, x:x + w]
+    a = (alpha * darkness)[..., None]
+    region[:] = region * (1 - a) + region * color * a
+
+
+def make_photo(tiles: list[np.ndarray], rng: np.random.Generator,
+               size: tuple[int, int] = SIZE) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A photo of the MNIST tiles (white-on-black 28x28) written in a row; [] gives a blank page.
+
+    Returns:
+        The uint8 BGR photo and each digit's box (x, y, w, h).
+    """
+    w, h = size
+    sheet = paper(rng, size)
+    boxes: list[tuple[int, int, int, int]] = []
+    if tiles:
+        crops = []
+        for t in tiles:
+            ys, xs = np.nonzero(t > 30)
+            crops.append(t[ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(np.float32) / 255.0)
+        height = rng.uniform(70, 170)
+        gaps = [rng.uniform(0.2, 0.6) * height for _ in crops[1:]]
+        widths = [c.shape[1] * height / 20 for c in crops]
+        total = sum(widths) + sum(gaps)
+        f = min(1.0, (w - 60) / total)  # shrink a long number so it fits with a margin
+        height, total = height * f, total * f
+        x = rng.uniform(30, w - 30 - total)
+        y0 = rng.uniform(30, h - 30 - 1.2 * height)
+        darkness = rng.uniform(0.6, 0.9)
+        for i, c in enumerate(crops):
+            s = height / 20
+            ch, cw = max(1, round(c.shape[0] * s)), max(1, round(c.shape[1] * s))
+            alpha = np.clip(cv2.resize(c, (cw, ch), interpolation=cv2.INTER_CUBIC), 0, 1)
+            yy = int(y0 + rng.uniform(-0.08, 0.08) * height + (20 - c.shape[0]) * s / 2)
+            yy = min(max(yy, 5), h - ch - 5)
+            xx = int(x)
+            ink_on(sheet, alpha, xx, yy, rng, darkness)
+            boxes.append((xx, yy, cw, ch))
+            x += cw + (gaps[i] * f if i < len(gaps) else 0)
+    return camera(sheet, rng), boxes
+
+
+SHAPES = ("disk", "square", "triangle", "star", "scribble", "hash", "cross", "letter", "blob", "smiley")
+
+
+def shape_mask(kind: str, rng: np.random.Generator, side: int) -> np.ndarray:
+    """A float (side, side) ink mask of a non-digit shape (no rings, bars or loops that *are* digits)."""
+    m = np.zeros((side, side), np.uint8)
+    c, r = side // 2, int(side * 0.4)
+    th = max(2, side // 12)
+    if kind == "disk":
+        cv2.circle(m, (c, c), r, 255, -1)
+    elif kind == "square":
+        cv2.rectangle(m, (c - r, c - r), (c + r, c + r), 255, -1)
+    elif kind == "triangle":
+        pts = np.array([[c, c - r], [c - r, c + r], [c + r, c + r]], np.int32)
+        cv2.fillPoly(m, [pts], 255)
+    elif kind == "star":
+        a = np.linspace(0, 2 * np.pi, 11)[:-1] + rng.uniform(0, 1)
+        rad = np.where(np.arange(10) % 2 == 0, r, r * 0.4)
+        pts = np.stack([c + rad * np.cos(a), c + rad * np.sin(a)], 1).astype(np.int32)
+        cv2.fillPoly(m, [pts], 255)
+    elif kind == "scribble":
+        pts = np.cumsum(rng.normal(0, side / 6, (12, 2)), 0)
+        pts = (pts - pts.mean(0)) / (np.abs(pts - pts.mean(0)).max() + 1e-6) * r + c
+        cv2.polylines(m, [pts.astype(np.int32)], False, 255, th, cv2.LINE_AA)
+    elif kind == "hash":
+        for d in (-r // 3, r // 3):
+            cv2.line(m, (c + d, c - r), (c + d, c + r), 255, th)
+            cv2.line(m, (c - r, c + d), (c + r, c + d), 255, th)
+    elif kind == "cross":
+        cv2.line(m, (c - r, c - r), (c + r, c + r), 255, th)
+        cv2.line(m, (c - r, c + r), (c + r, c - r), 255, th)
+    elif kind == "letter":
+        ch = "ABCDEFHKMNRVWXY"[int(rng.integers(15))]
+        (tw, tht), _ = cv2.getTextSize(ch, cv2.FONT_HERSHEY_SIMPLEX, side / 30, th)
+        cv2.putText(m, ch, (c - tw // 2, c + tht // 2), cv2.FONT_HERSHEY_SIMPLEX, side / 30, 255, th, cv2.LINE_AA)
+    elif kind == "blob":
+        a = np.sort(rng.uniform(0, 2 * np.pi, 9))
+        rad = rng.uniform(0.4, 1.0, 9) * r
+        pts = np.stack([c + rad * np.cos(a), c + rad * np.sin(a)], 1).astype(np.int32)
+        cv2.fillPoly(m, [pts], 255)
+    elif kind == "smiley":
+        cv2.circle(m, (c, c), r, 255, th)
+        cv2.circle(m, (c - r // 3, c - r // 4), th, 255, -1)
+        cv2.circle(m, (c + r // 3, c - r // 4), th, 255, -1)
+        cv2.ellipse(m, (c, c + r // 6), (r // 2, r // 3), 0, 20, 160, 255, th)
+    return m.astype(np.float32) / 255.0
+
+
+def make_shapes_photo(rng: np.random.Generator, n: int = 1,
+                      size: tuple[int, int] = SIZE) -> tuple[np.ndarray, list[str]]:
+    """A photo with ``n`` non-digit shapes in a row; returns it and the shape names."""
+    w, h = size
+    sheet = paper(rng, size)
+    side = int(rng.uniform(70, 150))
+    kinds = [SHAPES[int(rng.integers(len(SHAPES)))] for _ in range(n)]
+    x = int(rng.uniform(30, max(31, w - 30 - n * side * 1.3)))
+    y = int(rng.uniform(30, h - 30 - side))
+    for k in kinds:
+        ink_on(sheet, shape_mask(k, rng, side), x, y, rng, rng.uniform(0.6, 0.9))
+        x += int(side * 1.3)
+    return camera(sheet, rng), kinds
+
+
+def test_digits(data_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The MNIST test images and labels (the benchmark only ever draws from the test set)."""
+    sys.path.insert(0, str(REPO))
+    from toolkit.data import load_mnist
+
+    d = load_mnist(data_dir)
+    return d.x_test, d.y_test
+
+
+def photo_set(x: np.ndarray, y: np.ndarray, n: int, seed: int, blank_every: int = 10):
+    """``n`` (photo, true text) pairs; every ``blank_every``-th photo is a blank page (text "")."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        k = 0 if i % blank_every == blank_every - 1 else int(rng.integers(1, 5))
+        idx = rng.integers(0, len(x), k)
+        photo, _ = make_photo([x[j] for j in idx], rng)
+        yield photo, "".join(str(int(y[j])) for j in idx)
+
+
+def edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    images: int
+    exact: float  # share of photos read exactly right
+    digit_accuracy: float  # 1 - (total edit distance / total true digits)
+    blank_pages: int
+    digits_on_blank_pages: int
+    seconds_per_photo: float
+    min_confidence: float
+    model: str
+    subset: str
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def quality(model: str, data_dir: str, n: int, dev: bool, min_confidence: float | None,
+            show_errors: int = 0) -> QualityResult:
+    sys.path.insert(0, str(REPO))
+    from runtime.classifier import ClassifyConfig, DigitClassifier
+
+    x, y = test_digits(data_dir)
+    x, y, seed, subset = (x[:1000], y[:1000], 0, "dev") if dev else (x[1000:], y[1000:], 1, "measured")
+    cfg = ClassifyConfig(model_path=model, threads=1) if min_confidence is None else \
+        ClassifyConfig(model_path=model, threads=1, min_confidence=min_confidence)
+    clf = DigitClassifier(config=cfg)
+    exact = dist = total = blanks = on_blank = 0
+    spent = 0.0
+    for i, (photo, truth) in enumerate(photo_set(x, y, n, seed)):
+        t = time.perf_counter()
+        text = clf.classify(photo).text
+        spent += time.perf_counter() - t
+        exact += text == truth
+        dist += edit_distance(text, truth)
+        total += len(truth)
+        if not truth:
+            blanks += 1
+            on_blank += len(text)
+        if text != truth and show_errors:
+            show_errors -= 1
+            out = Path("/tmp/digitkit_photo_errors")
+            out.mkdir(exist_ok=True)
+            cv2.imwrite(str(out / f"{i:04d}_{truth or 'blank'}_{text or 'none'}.jpg"), photo)
+            print(f"photo {i}: truth {truth!r} read {text!r}")
+    return QualityResult(images=n, exact=exact / n, digit_accuracy=1 - dist / max(total, 1), blank_pages=blanks,
+                         digits_on_blank_pages=on_blank, seconds_per_photo=spent / n,
+                         min_confidence=clf.config.min_confidence, model=model, subset=subset)
+
+
+def rejection(model: str, data_dir: str, n: int, thresholds: tuple[float, ...]) -> dict[str, object]:
+    """Accept rates by threshold: of non-digit shapes (want low) and of real digit candidates (want high)."""
+    sys.path.insert(0, str(REPO))
+    from runtime.classifier import DigitClassifier
+
+    clf = DigitClassifier(model_path=model, threads=1)
+    rng = np.random.default_rng(7)
+    shape_conf: list[float] = []
+    shape_kind: list[str] = []
+    for _ in range(n):
+        photo, kinds = make_shapes_photo(rng, 1)
+        segs, probs = clf.probabilities(photo)
+        shape_conf.append(float(probs.max()) if len(probs) else 0.0)  # 0: not even a candidate
+        shape_kind.append(kinds[0])
+    x, y = test_digits(data_dir)
+    digit_conf: list[float] = []
+    digit_right: list[bool] = []
+    for photo, truth in photo_set(x[:1000], y[:1000], n, 0, blank_every=10**9):
+        segs, probs = clf.probabilities(photo)
+        if len(segs) == len(truth):
+            digit_conf += probs.max(1).tolist()
+            digit_right += [str(int(p)) == t for p, t in zip(probs.argmax(1), truth, strict=True)]
+    sc, dc, dr = np.array(shape_conf), np.array(digit_conf), np.array(digit_right)
+    rows = []
+    for t in thresholds:
+        rows.append({"threshold": t, "shapes_accepted": float((sc >= t).mean()),
+                     "digits_accepted": float((dc >= t).mean()),
+                     "right_digits_accepted": float((dc[dr] >= t).mean()),
+                     "wrong_digits_rejected": float((dc[~dr] < t).mean()) if (~dr).any() else None})
+    per_kind = {k: float((sc[np.array(shape_kind) == k] >= 0.5).mean()) for k in SHAPES}
+    return {"shapes": n, "shape_candidates": float((sc > 0).mean()), "digits": len(dc), "by_threshold": rows,
+            "shapes_accepted_at_0.5_by_kind": per_kind}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["quality", "rejection"])
+    ap.add_argument("--model", default=str(REPO / "runtime/models/digitkit_seed_int8.tflite"))
+    ap.add_argument("--data-dir", default=str(REPO.parent / "shared/data/mnist"))
+    ap.add_argument("--n", type=int, default=400)
+    ap.add_argument("--dev", action="store_true", help="the tuning slice (test digits 0-999) instead")
+    ap.add_argument("--min-confidence", type=float)
+    ap.add_argument("--show-errors", type=int, default=0)
+    ap.add_argument("--out", help="write the result as JSON here")
+    a = ap.parse_args()
+    if a.what == "quality":
+        res = quality(a.model, a.data_dir, a.n, a.dev, a.min_confidence, a.show_errors).to_dict()
+        res["bars"] = {"exact>=0.95": res["exact"] >= 0.95, "digits>=0.97": res["digit_accuracy"] >= 0.97,
+                       "blank==0": res["digits_on_blank_pages"] == 0}
+    else:
+        res = rejection(a.model, a.data_dir, a.n, (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99))
+    res["platform"] = platform.platform()
+    text = json.dumps(res, indent=2)
+    print(text)
+    if a.out:
+        sys.path.insert(0, str(REPO))
+        from runtime.fileio import atomic_write_text
+
+        atomic_write_text(a.out, text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""Read the digits in images: the Python twin of ``digitkit classify``.
+
+    from runtime import DigitClassifier
+    reading = DigitClassifier(model_path=None).classify("photo.jpg")   # or a numpy array
+    reading.text, reading.digits[0].label, reading.digits[0].confidence, reading.digits[0].box
+
+One interpreter per classifier; digit tiles from many images are batched through it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from runtime.errors import InferenceError
+from runtime.interpreter import TFLiteModel
+from runtime.preprocess import as_mnist_tile, ink_map, to_gray
+from runtime.segment import Segment, SegmentConfig, find_digits
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL = MODELS_DIR / "digitkit_seed_int8.tflite"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm")
+DEFAULT_MIN_CONFIDENCE = 0.5  # measured on generated non-digit blobs: see benchmarks/photos.py
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """Every option of ``digitkit classify``; the CLI and the Python twin share these defaults."""
+
+    model_path: str | None = None  # None = the model shipped in runtime/models/
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    threads: int | None = None
+    backend: str | None = None  # "litert", "tflite-runtime" or None (first installed)
+    polarity: str = "auto"
+    min_contrast: int = 40  # faintest ink, (paper - ink) / paper * 255
+    batch_size: int = 64  # digit tiles per interpreter call
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_path": self.model_path, "min_confidence": self.min_confidence, "threads": self.threads,
+                "backend": self.backend, "polarity": self.polarity, "min_contrast": self.min_contrast,
+                "batch_size": self.batch_size}
+
+
+@dataclass(frozen=True)
+class Digit:
+    """One digit read: its label, the model's probability for it, and its box (x, y, w, h) in pixels."""
+
+    label: int
+    confidence: float
+    box: tuple[int, int, int, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "confidence": round(self.confidence, 4), "box": list(self.box)}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What one image says: its digits left to right and their labels joined (``""`` when none)."""
+
+    path: str
+    text: str
+    digits: tuple[Digit, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "text": self.text, "digits": [d.to_dict() for d in self.digits]}
+
+
+@dataclass(frozen=True)
+class ReadError:
+    """An input that could not be read (missing, not an image, ...); the run goes on."""
+
+    path: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "error": self.error}
+
+
+Source = str | os.PathLike[str] | np.ndarray
+
+
+def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str | ReadError]:
+    """Files, folders (recursively: files with an image suffix, sorted) and glob patterns -> file paths.
+
+    A path that does not exist, or a glob or folder that holds no image, becomes a :class:`ReadError`.
+    """
+    import glob
+
+    out: list[str | ReadError] = []
+    for raw in paths:
+        text = os.fspath(raw)
+        p = Path(text)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            out.extend(found or [ReadError(text, f"no images ({', '.join(IMAGE_SUFFIXES[:5])}, ...) in folder")])
+        elif p.exists():
+            out.append(text)
+        elif glob.has_magic(text):
+            found = sorted(f for f in glob.glob(text, recursive=True) if Path(f).is_file())
+            out.extend(found or [ReadError(text, "no file matches this pattern")])
+        else:
+            out.append(ReadError(text, "no such file or folder"))
+    return out
+
+
+def read_image(path: str | os.PathLike[str], color: bool = False) -> np.ndarray:
+    """Load an image file (anything OpenCV decodes) as uint8 gray, or BGR when ``color``.
+
+    Raises:
+        InferenceError: the file is missing or not a decodable image.
+    """
+    data = np.fromfile(path, dtype=np.uint8)  # imdecode also handles non-ASCII paths, unlike imread
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE) if data.size else None
+    if img is None:
+        raise InferenceError(f"{path}: not an image OpenCV can read (PNG, JPEG, BMP, WebP, TIFF)")
+    return img
+
+
+class DigitClassifier:
+    """Finds and reads handwritten digits with one TFLite interpreter, reused for every image.
+
+    Args:
+        model_path: a digit ``.tflite`` (28x28x1 in, 10 classes out); None = the shipped model.
+        config: the remaining options (:class:`ClassifyConfig`); keyword overrides win over it.
+
+    Raises:
+        InferenceError: the model is missing or not loadable, or no interpreter is installed.
+    """
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None, config: ClassifyConfig | None = None,
+                 **overrides: Any) -> None:
+        cfg = config or ClassifyConfig()
+        if overrides:
+            cfg = ClassifyConfig(**{**cfg.__dict__, **overrides})
+        if model_path is not None:
+            cfg = ClassifyConfig(**{**cfg.__dict__, "model_path": os.fspath(model_path)})
+        self.config = cfg
+        path = Path(cfg.model_path) if cfg.model_path else DEFAULT_MODEL
+        if cfg.model_path is None and not path.is_file():
+            raise InferenceError(f"the shipped model {path} is missing; rebuild it with `make model` "
+                                 "or pass --model FILE.tflite")
+        self.model = TFLiteModel(path, backend=cfg.backend, threads=cfg.threads)
+        self.tile_size = self.model.metadata.input_size
+
+    # --- one image -> digit candidates (no model call) ---
+
+    def segment(self, image: np.ndarray) -> list[Segment]:
+        """The digit candidates of one image, left to right, as MNIST-normalised tiles."""
+        gray = to_gray(image)
+        if gray.shape == self.tile_size:
+            tile = as_mnist_tile(gray, self.config.min_contrast)
+            if tile is None:
+                return []
+            ys, xs = np.nonzero(tile > 63)
+            box = (int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1) if len(xs) else (0, 0, 28, 28)
+            return [Segment(box=box, tile=tile)]
+        inkmap = ink_map(gray, self.config.polarity, self.config.min_contrast)
+        return find_digits(inkmap.ink, inkmap.threshold, self.config.segment)
+
+    def _reading(self, name: str, segments: list[Segment], probs: np.ndarray) -> Reading:
+        digits = []
+        for seg, p in zip(segments, probs, strict=True):
+            label = int(p.argmax())
+            if float(p[label]) >= self.config.min_confidence:
+                digits.append(Digit(label=int(self.model.metadata.labels[label]), confidence=float(p[label]),
+                                    box=seg.box))
+        return Reading(path=name, text="".join(str(d.label) for d in digits), digits=tuple(digits))
+
+    # --- the public API ---
+
+    def classify(self, image: Source) -> Reading:
+        """Read one image (a path or a numpy array: gray, BGR or BGRA).
+
+        Raises:
+            InferenceError: the file cannot be read or the array is not an image.
+        """
+        result = next(iter(self.classify_many([image])))
+        if isinstance(result, ReadError):
+            raise InferenceError(f"{result.path}: {result.error}")
+        return result
+
+    def classify_many(self, sources: Iterable[Source | ReadError],
+                      keep_images: bool = False) -> Iterator[Reading | ReadError]:
+        """Read many images in order, batching their digit tiles through the interpreter.
+
+        Args:
+            sources: paths, numpy arrays, or ReadErrors (from :func:`expand_paths`, passed through).
+            keep_images: also yield the decoded BGR image with each reading, as ``(reading, image)``.
+
+        Yields:
+            A :class:`Reading` or :class:`ReadError` per source (pairs when ``keep_images``), in order.
+        """
+        pending: list[tuple[Reading | ReadError | str, list[Segment], np.ndarray | None]] = []
+        n_tiles = 0
+        for i, src in enumerate(sources):
+            if isinstance(src, ReadError):
+                pending.append((src, [], None))
+                continue
+            name = f"<array {i}>" if isinstance(src, np.ndarray) else os.fspath(src)
+            try:
+                img = src if isinstance(src, np.ndarray) else read_image(src, color=keep_images)
+                segments = self.segment(img)
+            except InferenceError as exc:
+                pending.append((ReadError(name, str(exc).removeprefix(f"{name}: ")), [], None))
+                continue
+            except OSError as exc:  # a folder, a permission problem, a file gone since it was listed
+                pending.append((ReadError(name, exc.strerror or str(exc)), [], None))
+                continue
+            pending.append((name, segments, img if keep_images else None))
+            n_tiles += len(segments)
+            if n_tiles >= self.config.batch_size:
+                yield from self._flush(pending, keep_images)
+                pending, n_tiles = [], 0
+        yield from self._flush(pending, keep_images)
+
+    def _flush(self, pending: list[tuple[Any, list[Segment], np.ndarray | None]],
+               keep_images: bool) -> Iterator[Any]:
+        tiles = [s.tile for _, segs, _ in pending for s in segs]
+        probs = (self.model.predict_proba(np.stack(tiles), batch_size=max(len(tiles), 1)) if tiles
+                 else np.zeros((0, len(self.model.metadata.labels)), np.float32))
+        at = 0
+        for item, segs, img in pending:
+            result = item if isinstance(item, ReadError) else self._reading(item, segs, probs[at:at + len(segs)])
+            at += len(segs)
+            yield (result, img) if keep_images else result
+
+    def probabilities(self, image: Source) -> tuple[list[Segment], np.ndarray]:
+        """The candidates of one image and the model's full probability rows for them (no threshold)."""
+        img = image if isinstance(image, np.ndarray) else read_image(image)
+        segments = self.segment(img)
+        if not segments:
+            return [], np.zeros((0, len(self.model.metadata.labels)), np.float32)
+        return segments, self.model.predict_proba(np.stack([s.tile for s in segments]))
+
+
+def classify(paths: Iterable[str | os.PathLike[str]], config: ClassifyConfig | None = None,
+             annotate_dir: str | os.PathLike[str] | None = None) -> Iterator[Reading | ReadError]:
+    """Read every image under ``paths`` (files, folders, globs); the library behind ``digitkit classify``.
+
+    Args:
+        paths: files, folders (recursive) and glob patterns.
+        config: options (defaults: :class:`ClassifyConfig`).
+        annotate_dir: if set, write a copy of each image with boxes, labels and confidences there.
+
+    Yields:
+        A :class:`Reading` or :class:`ReadError` per input, in order.
+
+    Raises:
+        InferenceError: the model cannot be loaded, or ``annotate_dir`` cannot be created.
+    """
+    clf = DigitClassifier(config=config)
+    sources = expand_paths(paths)
+    if annotate_dir is None:
+        yield from clf.classify_many(sources)
+        return
+    from runtime.draw import AnnotationWriter
+
+    writer = AnnotationWriter(annotate_dir)
+    for result, img in clf.classify_many(sources, keep_images=True):
+        if isinstance(result, Reading) and img is not None:
+            try:
+                writer.write(result, img)
+            except OSError as exc:
+                result = ReadError(result.path, f"could not write the annotated copy: {exc.strerror or exc}")
+        yield result

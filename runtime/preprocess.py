@@ -1,0 +1,174 @@
+"""From a photo (or an MNIST tile) to the model's input: grayscale, polarity, illumination correction,
+threshold, and the MNIST normalisation of one digit (20x20 box, 28x28 canvas, centre of mass centred).
+
+Everything here works on uint8 arrays with numpy and OpenCV only. The "ink map" convention: 0 is paper,
+larger is more ink, whatever the polarity and lighting of the original picture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from runtime.errors import InferenceError
+
+# The background is estimated at a reduced size: lighting varies slowly, and the big morphological
+# kernels that erase the ink would be slow at full resolution.
+_BG_SIDE = 128
+# Fraction of the reduced image's longest side used as the closing kernel: wider than any pen stroke
+# (even a digit that fills the frame has strokes ~1/8 of its height), narrower than the paper.
+_BG_KERNEL_FRACTION = 0.28
+
+
+@dataclass(frozen=True)
+class InkMap:
+    """The result of :func:`ink_map`: ink strength per pixel (0 = paper) and what was decided on the way."""
+
+    ink: np.ndarray  # uint8 (H, W)
+    polarity: str  # "dark-on-light" or "light-on-dark": what the picture was
+    threshold: int  # ink level separating strokes from paper (Otsu, floored by the noise and min_contrast)
+    noise: float  # robust standard deviation of the paper's ink level
+
+    def to_dict(self) -> dict[str, object]:
+        return {"polarity": self.polarity, "threshold": self.threshold, "noise": round(self.noise, 2)}
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Any image OpenCV or numpy hands over (gray, BGR, BGRA; uint8, uint16 or float 0-1) -> uint8 gray.
+
+    Raises:
+        InferenceError: the array is not an image (wrong rank, empty, or more than 4 channels).
+    """
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.size == 0 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)):
+        raise InferenceError(f"not an image: array of shape {img.shape}; expected (H, W), (H, W, 3) or (H, W, 4)")
+    if img.dtype != np.uint8:
+        if np.issubdtype(img.dtype, np.floating):
+            img = np.clip(np.nan_to_num(img) * (255.0 if img.max(initial=0) <= 1.0 else 1.0), 0, 255)
+        elif img.dtype == np.uint16:
+            img = img / 257.0
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY if img.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+    return np.ascontiguousarray(img)
+
+
+def _odd(n: float) -> int:
+    k = max(3, int(round(n)))
+    return k if k % 2 else k + 1
+
+
+def _small(gray: np.ndarray) -> np.ndarray:
+    h, w = gray.shape
+    f = min(1.0, _BG_SIDE / max(h, w))
+    if f >= 1.0:
+        return gray
+    return cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+
+
+def detect_polarity(gray: np.ndarray) -> str:
+    """"dark-on-light" (ink on paper) or "light-on-dark" (chalk, MNIST): ink is the minority that stands
+    out from its neighbourhood, so compare how far dark and light outliers reach from a local median."""
+    small = _small(gray)
+    k = min(_odd(max(small.shape) * 0.4), 255)
+    diff = small.astype(np.int16) - cv2.medianBlur(small, k).astype(np.int16)
+    sigma = 1.4826 * float(np.median(np.abs(diff))) + 1.0
+    t = 3.0 * sigma
+    dark = float(np.clip(-diff - t, 0, None).sum())
+    light = float(np.clip(diff - t, 0, None).sum())
+    return "dark-on-light" if dark >= light else "light-on-dark"
+
+
+def ink_map(gray: np.ndarray, polarity: str = "auto", min_contrast: int = 40) -> InkMap:
+    """Ink strength per pixel with the lighting divided out, plus a threshold for segmentation.
+
+    The picture is turned into dark ink on light paper, the paper's brightness is estimated by a
+    morphological closing at low resolution (which erases strokes narrower than the kernel), and each
+    pixel's ink is how much darker it is than its paper, relative to that paper (so a shadow or a
+    vignette changes nothing). The threshold is Otsu's, but never below the paper noise or
+    ``min_contrast`` (out of 255), so a blank page yields nothing.
+
+    Args:
+        gray: uint8 grayscale image.
+        polarity: "auto", "dark-on-light" or "light-on-dark".
+        min_contrast: the faintest ink accepted, as (paper - ink) / paper * 255.
+    """
+    if polarity == "auto":
+        polarity = detect_polarity(gray)
+    elif polarity not in ("dark-on-light", "light-on-dark"):
+        raise InferenceError(f"unknown polarity {polarity!r}; use auto, dark-on-light or light-on-dark")
+    paper = gray if polarity == "dark-on-light" else cv2.bitwise_not(gray)
+    h, w = paper.shape
+    small = _small(paper)
+    k = _odd(max(small.shape) * _BG_KERNEL_FRACTION)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+    # Closing (max then min filter) erases dark strokes narrower than k but overshoots within k of the
+    # picture's edges when the light falls off there; a median (ink is the minority of any window) does
+    # not, yet a very bold digit could pull it down. Where they disagree the paper is the darker one.
+    closed = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
+    median = cv2.medianBlur(small, min(k, 255))
+    bg_small = cv2.blur(np.minimum(closed, median), (k // 2 | 1, k // 2 | 1), borderType=cv2.BORDER_REPLICATE)
+    bg = bg_small if bg_small.shape == paper.shape else cv2.resize(bg_small, (w, h), interpolation=cv2.INTER_LINEAR)
+    bgf = np.maximum(bg.astype(np.float32), 16.0)
+    signed = (bgf - paper.astype(np.float32)) * (255.0 / bgf)
+    ink = np.clip(signed, 0, 255).astype(np.uint8)
+
+    # The paper's noise, from the signed residual (the clipped one is mostly zeros).
+    sample = signed[:: max(1, h // 200), :: max(1, w // 200)]
+    med = float(np.median(sample))
+    noise = 1.4826 * float(np.median(np.abs(sample - med)))
+    otsu, _ = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    threshold = int(max(otsu, med + 6.0 * noise, min_contrast))
+    return InkMap(ink=ink, polarity=polarity, threshold=threshold, noise=noise)
+
+
+def mnist_normalise(ink: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
+    """One digit's ink crop (0 = background) -> a ``size`` x ``size`` uint8 tile the MNIST way.
+
+    The ink's bounding box is scaled (aspect kept) so its longer side is ``box`` pixels, placed on a
+    black canvas, and shifted by whole pixels so its centre of mass is at the centre.
+    """
+    ys, xs = np.nonzero(ink)
+    out = np.zeros((size, size), dtype=np.uint8)
+    if len(xs) == 0:
+        return out
+    crop = ink[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    h, w = crop.shape
+    f = box / max(h, w)
+    nw, nh = max(1, round(w * f)), max(1, round(h * f))
+    interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
+    digit = cv2.resize(crop, (nw, nh), interpolation=interp)
+    y0, x0 = (size - nh) // 2, (size - nw) // 2
+    out[y0:y0 + nh, x0:x0 + nw] = digit
+    m = cv2.moments(out, binaryImage=False)
+    if m["m00"] > 0:
+        dx = int(round(size / 2 - m["m10"] / m["m00"]))
+        dy = int(round(size / 2 - m["m01"] / m["m00"]))
+        if dx or dy:
+            shift = np.float32([[1, 0, dx], [0, 1, dy]])
+            out = cv2.warpAffine(out, shift, (size, size), flags=cv2.INTER_NEAREST, borderValue=0)
+    return out
+
+
+def as_mnist_tile(gray: np.ndarray, blank_contrast: int = 40) -> np.ndarray | None:
+    """A picture that already is a digit tile (the model's input size) -> white-on-black tile, untouched
+    when it is MNIST already; ``None`` when it is blank.
+
+    Polarity comes from the border (MNIST's 4-pixel frame is background); a non-black background is
+    subtracted and the ink stretched to 0-255, which leaves a real MNIST tile (and its inverse) exactly
+    as it was.
+    """
+    border = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
+    tile = cv2.bitwise_not(gray) if float(np.mean(border)) > 127 else gray
+    bg = int(np.median(np.concatenate([tile[0], tile[-1], tile[1:-1, 0], tile[1:-1, -1]])))
+    top = int(tile.max())
+    if top - bg < blank_contrast:
+        return None
+    if bg == 0 and top == 255:
+        return tile
+    stretched = (tile.astype(np.float32) - bg) * (255.0 / (top - bg))
+    return np.clip(stretched, 0, 255).astype(np.uint8)

@@ -1,0 +1,152 @@
+"""Find the digits in an ink map: connected components, drop specks / rules / page borders, merge the broken
+strokes of one digit, order left to right. Supported layout: one horizontal line of separate digits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from runtime.preprocess import mnist_normalise
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One digit candidate: its box in the picture and its MNIST-normalised 28x28 tile."""
+
+    box: tuple[int, int, int, int]  # x, y, w, h in the picture's pixels
+    tile: np.ndarray  # uint8 (28, 28), white on black
+
+    def to_dict(self) -> dict[str, object]:
+        return {"box": list(self.box)}
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Geometry rules for what counts as one digit; fractions are of the tallest candidate's height."""
+
+    min_height_px: int = 8  # anything shorter is a speck whatever the picture size
+    min_height_fraction: float = 0.4  # a digit in a line is at least this tall relative to the tallest
+    min_area_fraction: float = 0.00005  # of the picture's area
+    max_digits: int = 32  # more candidates than this is texture, not a number
+
+
+class _Groups:
+    """Union-find over component indices."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, i: int, j: int) -> None:
+        self.parent[self.find(i)] = self.find(j)
+
+
+def _union_box(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int, int]:
+    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+    return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
+
+
+def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = None) -> list[Segment]:
+    """Digit candidates in an ink map (0 = paper), left to right.
+
+    Args:
+        ink: uint8 ink strength per pixel (see :func:`runtime.preprocess.ink_map`).
+        threshold: ink level that counts as a stroke.
+        config: geometry rules (defaults: :class:`SegmentConfig`).
+
+    Returns:
+        One :class:`Segment` per digit candidate; empty for a blank picture.
+    """
+    cfg = config or SegmentConfig()
+    H, W = ink.shape
+    binary = (ink >= threshold).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if n <= 1:
+        return []
+    stats = stats[1:]  # drop the background component
+    min_area = max(4.0, cfg.min_area_fraction * H * W)
+    keep = []
+    small_picture = max(H, W) <= 64  # a tight crop: its digit may touch the edges
+    for i, (x, y, w, h, area) in enumerate(stats):
+        if area < min_area or h < cfg.min_height_px and w < cfg.min_height_px:
+            continue
+        touches = int(x == 0) + int(y == 0) + int(x + w == W) + int(y + h == H)
+        if touches and not small_picture and (touches >= 2 or w >= 0.5 * W or h >= 0.5 * H):
+            continue  # a page edge, a desk, a shadow: not a digit
+        keep.append(i)
+    if not keep:
+        return []
+    # Rules and underlines: flat strokes wider than the tallest upright component.
+    tall = max((int(stats[i, 3]) for i in keep if stats[i, 3] >= 0.5 * stats[i, 2]), default=0)
+    keep = [i for i in keep if not (stats[i, 2] > 4 * stats[i, 3] and stats[i, 2] > 1.2 * tall)]
+    if not keep:
+        return []
+
+    # Merge the broken strokes of one digit: parts stacked vertically (x ranges mostly overlapping), or a
+    # small fragment right next to a bigger part, as long as the union still has a digit's shape.
+    ref = max(int(stats[i, 3]) for i in keep)
+    groups = _Groups(len(keep))
+    boxes = {k: stats[i, :4].copy() for k, i in enumerate(keep)}
+    order = sorted(range(len(keep)), key=lambda k: boxes[k][0])
+    for a_pos, a in enumerate(order):
+        for b in order[a_pos + 1:]:
+            ba, bb = boxes[a], boxes[b]
+            if bb[0] > ba[0] + ba[2] + 0.15 * ref:
+                break
+            overlap = min(ba[0] + ba[2], bb[0] + bb[2]) - max(ba[0], bb[0])
+            x, y, w, h = _union_box(ba, bb)
+            digit_shaped = w <= 1.1 * h and h <= 1.15 * ref
+            stacked = overlap >= 0.6 * min(ba[2], bb[2])
+            fragment = min(ba[3], bb[3]) < 0.5 * ref and overlap > -0.1 * ref
+            if digit_shaped and (stacked or fragment):
+                groups.union(a, b)
+    members: dict[int, list[int]] = {}
+    for k in range(len(keep)):
+        members.setdefault(groups.find(k), []).append(k)
+
+    candidates = []
+    for ks in members.values():
+        x0 = min(int(boxes[k][0]) for k in ks)
+        y0 = min(int(boxes[k][1]) for k in ks)
+        x1 = max(int(boxes[k][0] + boxes[k][2]) for k in ks)
+        y1 = max(int(boxes[k][1] + boxes[k][3]) for k in ks)
+        candidates.append(((x0, y0, x1 - x0, y1 - y0), [keep[k] + 1 for k in ks]))
+    top = max(b[3] for b, _ in candidates)
+    candidates = [c for c in candidates if c[0][3] >= max(cfg.min_height_px, cfg.min_height_fraction * top)]
+    candidates.sort(key=lambda c: c[0][0] + c[0][2] / 2)
+    if len(candidates) > cfg.max_digits:
+        return []
+
+    segments = []
+    for (x, y, w, h), ids in candidates:
+        # Pad the box so the soft (blurred) edges of the strokes come along; blank the other components.
+        p = max(2, int(0.08 * max(w, h)))
+        X0, Y0, X1, Y1 = max(0, x - p), max(0, y - p), min(W, x + w + p), min(H, y + h + p)
+        lab = labels[Y0:Y1, X0:X1]
+        crop = ink[Y0:Y1, X0:X1].copy()
+        mine = np.isin(lab, ids)
+        near = cv2.dilate(mine.astype(np.uint8), np.ones((2 * p + 1, 2 * p + 1), np.uint8)).astype(bool)
+        crop[~near | ((lab > 0) & ~mine)] = 0
+        crop = _clean(crop, threshold, mine)
+        segments.append(Segment(box=(x, y, w, h), tile=mnist_normalise(crop)))
+    return segments
+
+
+def _clean(crop: np.ndarray, threshold: int, mine: np.ndarray) -> np.ndarray:
+    """Zero the paper around the strokes and stretch the ink so the stroke cores are saturated, like
+    MNIST's (whose pen strokes are 255 in the middle and anti-aliased at the edges)."""
+    floor = 0.35 * threshold
+    strokes = crop[mine]
+    peak = float(np.percentile(strokes, 90)) if strokes.size else 255.0
+    scale = 255.0 / max(peak - floor, 1.0)
+    out = (crop.astype(np.float32) - floor) * scale
+    return np.clip(out, 0, 255).astype(np.uint8)
