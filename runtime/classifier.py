@@ -20,7 +20,7 @@ import numpy as np
 
 from runtime.errors import InferenceError
 from runtime.interpreter import TFLiteModel
-from runtime.preprocess import as_mnist_tile, ink_map, to_gray
+from runtime.preprocess import as_mnist_tile, ink_map, stroke_width, to_gray
 from runtime.segment import Segment, SegmentConfig, find_digits
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -39,12 +39,14 @@ class ClassifyConfig:
     backend: str | None = None  # "litert", "tflite-runtime" or None (first installed)
     polarity: str = "auto"
     min_contrast: int = 40  # faintest ink, (paper - ink) / paper * 255
+    max_stroke: float = 0.62  # widest stroke / digit box; wider is a blob, not writing (MNIST max: 0.60)
     batch_size: int = 64  # digit tiles per interpreter call
     segment: SegmentConfig = field(default_factory=SegmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_path": self.model_path, "min_confidence": self.min_confidence, "threads": self.threads,
                 "backend": self.backend, "polarity": self.polarity, "min_contrast": self.min_contrast,
+                "max_stroke": self.max_stroke,
                 "batch_size": self.batch_size}
 
 
@@ -168,7 +170,7 @@ class DigitClassifier:
         digits = []
         for seg, p in zip(segments, probs, strict=True):
             label = int(p.argmax())
-            if float(p[label]) >= self.config.min_confidence:
+            if float(p[label]) >= self.config.min_confidence and stroke_width(seg.tile) <= self.config.max_stroke:
                 digits.append(Digit(label=int(self.model.metadata.labels[label]), confidence=float(p[label]),
                                     box=seg.box))
         return Reading(path=name, text="".join(str(d.label) for d in digits), digits=tuple(digits))

