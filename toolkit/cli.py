@@ -238,10 +238,73 @@ def bench(
         console.print(f"report: {Path(config.report_dir) / 'report.md'}")
 
 
+@command()
+def pipeline(
+    out: Annotated[Path, typer.Option("--out", help="Folder for every stage's artefacts and report.md.")] = Path(
+        "runs/pipeline"),
+    data_dir: DataDir = None,
+    arch: Annotated[str, typer.Option("--arch", help="Architecture; see `digitkit models`.")] = "seed",
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 40,
+    max_drop: Annotated[float | None, typer.Option(
+        "--max-drop", help="Test accuracy the int8 model may lose, in points (default: the converter's).")] = None,
+    threads: Annotated[str, typer.Option("--threads", help="Benchmark thread counts, e.g. 1,2.")] = "1",
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Benchmark: timed single-image calls per row.")] = 500,
+    force: Annotated[bool, typer.Option("--force", help="Run every stage again, even if finished.")] = False,
+) -> None:
+    """Train -> convert (int8, float32) -> verify -> bench -> classify -> report.md, reusing finished stages."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from toolkit.bench import parse_int_list
+    from toolkit.pipeline import STAGES, PipelineConfig, StageEvent
+    from toolkit.pipeline import pipeline as run_pipeline
+    from toolkit.pipeline_report import bar_rows, headline_rows
+
+    config = PipelineConfig(out=str(out), data_dir=data_dir, arch=arch, epochs=epochs, max_drop=max_drop,
+                            threads=parse_int_list(threads, "--threads"), runs=runs, force=force)
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[stage]:<9}"), BarColumn(),
+                  TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+        tasks = {name: progress.add_task("waiting", stage=name, total=None, start=False) for name in STAGES}
+
+        def on_event(event: StageEvent) -> None:
+            task = tasks[event.stage]
+            if event.state == "start":
+                progress.start_task(task)
+                progress.update(task, description="running")
+            elif event.state == "progress":
+                progress.update(task, completed=event.completed, total=event.total, description=event.message)
+            else:
+                progress.update(task, completed=1, total=1, description=f"[green]{event.message}")
+                progress.stop_task(task)
+
+        result = run_pipeline(config, on_event=on_event)
+    table = Table(title=f"digitkit pipeline: {result.out} ({result.seconds:.0f} s)")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for key, value in headline_rows(result.summary):
+        table.add_row(key, value if value != "FAILED" else "[red]FAILED")
+    console.print(table)
+    bars = Table(title="bars (measured side by side)")
+    for col in ("bar", "target", "measured", "met"):
+        bars.add_column(col, justify="left" if col == "bar" else "right")
+    for row in bar_rows(result.summary):
+        bars.add_row(*row)
+    console.print(bars)
+    reused = [s.name for s in result.stages if s.status == "reused"]
+    if reused:
+        console.print(f"reused finished stages: {', '.join(reused)} (--force runs them again)")
+    console.print(f"report: {result.report_path}")
+    if not result.gate_passed:
+        typer.echo("error: the int8 model failed the accuracy gate; see the report", err=True)
+        raise typer.Exit(3)
+
+
 # --- verbs defined in the other packages' cli modules (one import + register line each) ---
 from converters.cli import convert_command  # noqa: E402
 
 register(convert_command, "convert")
+from runtime.cli import classify as classify_command  # noqa: E402
+
+register(classify_command, "classify")
 from runtime.cli_camera import camera  # noqa: E402
 
 register(camera, "camera")
@@ -254,6 +317,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-from runtime.cli import classify as classify_command  # noqa: E402
-
-register(classify_command, "classify")

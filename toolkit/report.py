@@ -72,7 +72,8 @@ def focus_result(report: BenchReport) -> BenchResult:
 
 
 def markdown_table(headers: tuple[str, ...] | list[str], rows: list[tuple[str, ...]]) -> str:
-    right = [i for i, h in enumerate(headers) if h not in ("model", "mode", "backend", "", "stage", "status")]
+    """A GitHub-flavoured markdown table; the first column and text columns left-aligned, figures right."""
+    right = [i for i, h in enumerate(headers) if i > 0 and h not in ("model", "mode", "backend", "bar")]
     lines = ["| " + " | ".join(headers) + " |",
              "|" + "|".join("---:" if i in right else "---" for i in range(len(headers))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
