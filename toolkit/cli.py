@@ -317,3 +317,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+from runtime.cli import classify as classify_command  # noqa: E402
+
+register(classify_command, "classify")
