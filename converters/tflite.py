@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,7 +87,10 @@ def quiet_tf() -> Iterator[None]:
         try:
             os.dup2(sink.fileno(), 1)
             os.dup2(sink.fileno(), 2)
-            with contextlib.redirect_stdout(devnull):  # a test runner's sys.stdout is not fd 1
+            # A test runner's sys.stdout/stderr are not fds 1 and 2; Python warnings go to sys.stderr.
+            with contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull), \
+                    warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 yield
         finally:
             sys.stdout.flush()

@@ -1,0 +1,178 @@
+"""The library: every mode converts, int8 is integer-only, the report's invariants, the sidecar, the gate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_MAX_DROP
+
+from converters import ConversionError, ConversionReport, ConvertConfig, GateFailed, convert
+from converters.data import prepare
+from converters.flatbuffer import FLOAT_TYPES, float_ops, read_io, read_ops
+from runtime.interpreter import ModelMetadata, TFLiteModel, read_metadata
+
+# Each mode's size relative to the float32 .tflite: int8 stores 1-byte weights (the bar is 27 %).
+MAX_RATIO = {"int8": 0.30, "dynamic": 0.30, "float16": 0.55, "float32": 1.0}
+
+
+def _check_invariants(report: ConversionReport, path: Path) -> None:
+    assert 0.0 <= report.agreement <= 1.0
+    assert 0.0 <= report.float_accuracy <= 1.0 and 0.0 <= report.converted_accuracy <= 1.0
+    assert report.drop_pp == pytest.approx((report.float_accuracy - report.converted_accuracy) * 100, abs=1e-6)
+    # Two models that agree on a share a of images cannot differ in accuracy by more than 1 - a.
+    assert abs(report.float_accuracy - report.converted_accuracy) <= 1 - report.agreement + 1e-9
+    assert report.passed and report.drop_pp <= TINY_MAX_DROP
+    assert report.size_bytes == path.stat().st_size
+    assert report.compression_ratio == pytest.approx(report.size_bytes / report.float32_tflite_bytes)
+    assert report.compression_ratio <= MAX_RATIO[report.mode]
+    assert report.test_size == 300
+    assert report.conversion_seconds > 0
+
+
+@pytest.mark.parametrize("mode", ["int8", "dynamic", "float16", "float32"])
+def test_every_mode_converts_and_runs_in_the_runtime(converted, synth_test_arrays, mode: str) -> None:
+    report, path = converted(mode)
+    _check_invariants(report, path)
+    x, y = synth_test_arrays
+    accuracy = float(np.mean(TFLiteModel(path).predict(x) == y))
+    assert accuracy == pytest.approx(report.converted_accuracy)
+    assert accuracy > 0.8  # the tiny model learned the synthetic digits; a broken conversion would not
+    if mode in ("float32", "float16"):
+        assert report.agreement >= 0.99
+
+
+def test_int8_is_integer_only_with_raw_pixel_input(converted) -> None:
+    report, path = converted("int8")
+    ops = read_ops(path.read_bytes())
+    floats = [(op.op, t.name, t.dtype) for op in ops for t in (*op.inputs, *op.outputs) if t.dtype in FLOAT_TYPES]
+    assert floats == []
+    assert report.float_ops == 0 and report.calibration_samples == 500
+    assert {"CONV_2D", "FULLY_CONNECTED"} <= set(report.op_counts)
+    io = read_io(path.read_bytes())
+    # uint8 input takes raw 0-255 pixels: scale 1/255, zero point 0, so the device does no float work.
+    assert (io.input_dtype, io.output_dtype) == ("UINT8", "UINT8")
+    assert io.input_scale == pytest.approx(1 / 255, rel=1e-3) and io.input_zero_point == 0
+
+
+@pytest.mark.parametrize("io", ["int8", "float32"])
+def test_int8_other_io_types(converted, io: str) -> None:
+    report, path = converted("int8", io)
+    _check_invariants(report, path)
+    assert report.input_dtype == io.upper() and report.output_dtype == io.upper()
+    # float io: only the boundary QUANTIZE/DEQUANTIZE touch float; every compute op is integer.
+    ops = read_ops(path.read_bytes())
+    assert float_ops(ops, float_io=io == "float32") == []
+    if io == "float32":
+        assert [op.op for op in float_ops(ops)] == ["QUANTIZE", "DEQUANTIZE"]
+
+
+def test_float_models_are_flagged_by_the_inspector(converted) -> None:
+    _, path = converted("dynamic")
+    flagged = {op.op for op in float_ops(read_ops(path.read_bytes()))}
+    assert {"CONV_2D", "FULLY_CONNECTED", "SOFTMAX"} <= flagged
+
+
+def test_sidecar_schema_and_runtime_contract(converted, tiny_keras_model: Path) -> None:
+    report, path = converted("int8")
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert set(side) == {"runtime", "report", "provenance"}
+    assert side["runtime"] == ModelMetadata().to_dict()
+    assert read_metadata(path) == ModelMetadata()
+    assert side["report"] == json.loads(json.dumps(report.to_dict()))
+    prov = side["provenance"]
+    import hashlib
+
+    assert prov["source_sha256"] == hashlib.sha256(tiny_keras_model.read_bytes()).hexdigest()
+    assert prov["calibration_samples"] == 500 and 1060 <= prov["train_split_size"] <= 1100  # 1200 less ~10 %
+    assert prov["config"]["mode"] == "int8" and prov["config"]["io"] == "uint8"
+    assert {"tensorflow", "keras", "numpy", "ai-edge-litert"} <= set(prov["versions"])
+    assert path.stat().st_mode & 0o044  # readable like any file, not mkstemp's 0600
+
+
+def test_calibration_comes_from_the_training_split_only_balanced_and_seeded(synth_data_dir: Path) -> None:
+    from toolkit.data import load_mnist, split_validation
+
+    data = load_mnist(synth_data_dir)
+    a = prepare(data, 100, seed=0)
+    b = prepare(data, 100, seed=0)
+    c = prepare(data, 100, seed=1)
+    split = split_validation(data.x_train, data.y_train, 0.1, seed=0)
+    train_rows = {img.tobytes() for img in split.x_train}
+    assert all(img.tobytes() in train_rows for img in a.calibration)
+    val_only = {img.tobytes() for img in split.x_val} - train_rows
+    assert not any(img.tobytes() in val_only for img in a.calibration)
+    assert np.array_equal(a.calibration, b.calibration) and not np.array_equal(a.calibration, c.calibration)
+    labels = {img.tobytes(): lab for img, lab in zip(split.x_train, split.y_train, strict=True)}
+    counts = np.bincount([labels[img.tobytes()] for img in a.calibration], minlength=10)
+    assert counts.max() - counts.min() <= 1 and counts.sum() == 100
+
+
+def test_gate_compares_drop_to_max_drop(converted, tiny_keras_model: Path, synth_data_dir: Path,
+                                        tmp_path: Path) -> None:
+    report, _ = converted("int8")
+    at_limit = convert(tiny_keras_model, tmp_path / "ok.tflite", data_dir=str(synth_data_dir),
+                       max_drop=report.drop_pp)
+    assert at_limit.passed and at_limit.drop_pp == report.drop_pp  # the same seeded conversion
+    with pytest.raises(GateFailed) as info:
+        convert(tiny_keras_model, tmp_path / "no.tflite", data_dir=str(synth_data_dir),
+                max_drop=report.drop_pp - 0.01)
+    assert info.value.exit_code == 3 and info.value.report.passed is False
+    assert not (tmp_path / "no.tflite").exists() and not (tmp_path / "no.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.json", "ok.tflite"]  # no temp file left
+
+
+def test_a_float_op_in_int8_mode_is_refused(monkeypatch, tiny_keras_model: Path, synth_data_dir: Path,
+                                            tmp_path: Path) -> None:
+    import converters.api as api
+
+    real = api.convert_keras
+
+    def dynamic_instead(model, mode, io="float32", calibration=None):  # what a float fallback looks like
+        return real(model, "dynamic" if mode == "int8" else mode, "float32")
+
+    monkeypatch.setattr(api, "convert_keras", dynamic_instead)
+    with pytest.raises(ConversionError, match=r"operator\(s\) on float tensors \(CONV_2D#0") as info:
+        convert(tiny_keras_model, tmp_path / "m.tflite", data_dir=str(synth_data_dir))
+    assert info.value.exit_code == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_empty_calibration_set_from_arrays(tiny_keras_model: Path, synth_data_dir: Path, tmp_path: Path) -> None:
+    from toolkit.data import load_mnist
+
+    data = load_mnist(synth_data_dir)
+    empty = type("Empty", (), {"x_train": data.x_train[:0], "y_train": data.y_train[:0], "x_test": data.x_test,
+                               "y_test": data.y_test, "source": "empty", "sha256": ""})()
+    with pytest.raises(ConversionError, match="calibration set is empty"):
+        convert(tiny_keras_model, tmp_path / "m.tflite", data=empty)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"mode": "int4"}, "--mode 'int4' is not one of"),
+    ({"io": "int16"}, "--io 'int16' is not one of"),
+    ({"mode": "float16", "io": "uint8"}, "--io uint8 needs --mode int8"),
+    ({"calibration_samples": 0}, "--calibration-samples 0 must be at least 1"),
+    ({"mode": "dynamic", "debug_layers": True}, "--debug-layers .* needs --mode int8"),
+    ({"colour": "blue"}, "unknown conversion setting"),
+])
+def test_bad_settings_fail_before_any_work(overrides: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ConversionError, match=message) as info:
+        convert(tmp_path / "missing.keras", tmp_path / "m.tflite", **overrides)
+    assert info.value.exit_code == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_config_defaults() -> None:
+    config = ConvertConfig()
+    assert (config.mode, config.resolved_io, config.calibration_samples, config.max_drop) == ("int8", "uint8", 500, 0.3)
+    assert ConvertConfig(mode="float16").resolved_io == "float32"
+    assert config.to_dict()["io"] == "uint8"
+
+
+def test_importing_converters_does_not_import_tensorflow() -> None:
+    code = "import sys, converters, converters.cli; assert 'tensorflow' not in sys.modules, 'tf imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
