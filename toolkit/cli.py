@@ -27,6 +27,7 @@ from rich.table import Table
 from converters.errors import ConversionError
 from runtime.errors import InferenceError
 from toolkit.errors import ToolkitError
+from toolkit.train import TrainConfig  # no TensorFlow at import: it holds the one copy of the defaults
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok · 1 some inputs failed · 2 bad usage or unreadable input · 3 verification gate failed."
@@ -101,11 +102,11 @@ DataDir = Annotated[
 def train(
     out: Annotated[
         Path, typer.Option("--out", help="Where to save the model (.keras); a .json sidecar goes beside it.")
-    ] = Path("models/float.keras"),
-    arch: Annotated[str, typer.Option("--arch", help="Architecture; see `digitkit models`.")] = "seed",
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 40,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 128,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    ] = Path(TrainConfig.out),
+    arch: Annotated[str, typer.Option("--arch", help="Architecture; see `digitkit models`.")] = TrainConfig.arch,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = TrainConfig.epochs,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = TrainConfig.batch_size,
+    seed: Annotated[int, typer.Option("--seed")] = TrainConfig.seed,
     data_dir: DataDir = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Turn off random affine augmentation.")] = False,
 ) -> None:
@@ -119,7 +120,6 @@ def train(
         TimeRemainingColumn,
     )
 
-    from toolkit.train import TrainConfig
     from toolkit.train import train as run_train
 
     config = TrainConfig(out=str(out), arch=arch, epochs=epochs, batch_size=batch_size, seed=seed,
