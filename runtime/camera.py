@@ -234,7 +234,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 def run_camera(config: CameraConfig | None = None, on_frame: Callable[[FrameReading], None] | None = None,
                reader: Reader | None = None, opener: Callable[[], Capture] | None = None,
-               on_start: Callable[[str], None] | None = None) -> CameraSummary:
+               on_start: Callable[[str], None] | None = None,
+               stop: threading.Event | None = None) -> CameraSummary:
     """Read digits from ``config.source`` until it ends, ``max_frames``, Ctrl-C/SIGTERM or the source is lost.
 
     Args:
@@ -243,6 +244,7 @@ def run_camera(config: CameraConfig | None = None, on_frame: Callable[[FrameRead
         reader: the per-frame digit reader; None = :func:`default_reader`.
         opener: opens the source (tests inject fakes); None = :func:`runtime.capture.open_capture`.
         on_start: called with the browser view's URL once the server listens.
+        stop: set it (from any thread) to end the run as Ctrl-C would.
 
     Returns:
         The :class:`CameraSummary`; ``stop_reason == "source lost"`` when a live source died for good.
@@ -270,7 +272,7 @@ def run_camera(config: CameraConfig | None = None, on_frame: Callable[[FrameRead
     frames = 0
     reason = "interrupted"
     started = time.perf_counter()
-    stop = threading.Event()
+    stop = stop if stop is not None else threading.Event()
     old_term = None
     try:
         read = reader or default_reader(cfg)

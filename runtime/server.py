@@ -47,7 +47,8 @@ PAGE = """<!doctype html>
 <img id="stream" src="stream.mjpg" alt="annotated camera stream">
 <script>
 const img = document.getElementById("stream");
-img.addEventListener("load", () => { document.body.dataset.streamWidth = img.naturalWidth; });
+let shown = 0;  // multipart images fire "load" for every frame that arrives
+img.addEventListener("load", () => { shown += 1; document.body.dataset.framesShown = shown; });
 async function poll() {
   try {
     const r = await fetch("reading", {cache: "no-store"});
