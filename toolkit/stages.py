@@ -58,7 +58,8 @@ def run_train(ctx: Context) -> tuple[list[str], dict[str, Any]]:
 
 
 def run_convert(ctx: Context) -> tuple[list[str], dict[str, Any]]:
-    from converters import GateFailed, convert
+    from converters.api import convert  # submodules: under pytest `converters` can resolve to tests/converters
+    from converters.errors import GateFailed
 
     data = ctx.data()
     summary: dict[str, Any] = {}
