@@ -17,10 +17,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv install: $(VENV)/.installed
 
-# The main job: train the seed CNN, evaluate it on the official test set.
+# The main job: train -> convert (int8, float32) -> verify -> bench -> classify -> $(OUT)/report.md.
+# Re-running reuses the finished stages in $(OUT).
 demo: $(VENV)/.installed
-	$(VENV)/bin/digitkit train --data-dir $(DATA) --out $(OUT)/float.keras
-	$(VENV)/bin/digitkit evaluate $(OUT)/float.keras --data-dir $(DATA)
+	$(VENV)/bin/digitkit pipeline --out $(OUT) --data-dir $(DATA)
 
 # The default suite: fast synthetic tests (the slow real-data runs are `make test-slow`).
 test: $(VENV)/.installed
