@@ -41,7 +41,8 @@ class AnnotationWriter:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise InferenceError(f"cannot create --save-annotated folder {self.folder}: {exc.strerror or exc}") from None
+            raise InferenceError(f"cannot create --save-annotated folder {self.folder}: "
+                                 f"{exc.strerror or exc}") from None
         self._used: set[str] = set()
 
     def target(self, source: str) -> Path:

@@ -120,7 +120,8 @@ class TFLiteModel:
             raise InferenceError(f"{self.path}: input shape {shape} is not (N, 28, 28, 1); not a digit model")
         out_shape = tuple(int(s) for s in self._out["shape"])
         if out_shape[-1] != len(self.metadata.labels):
-            raise InferenceError(f"{self.path}: output shape {out_shape} does not give {len(self.metadata.labels)} classes")
+            raise InferenceError(f"{self.path}: output shape {out_shape} does not give "
+                                 f"{len(self.metadata.labels)} classes")
         self._batch = shape[0]
 
     @property
@@ -174,10 +175,16 @@ class TFLiteModel:
         out = np.empty((n, len(self.metadata.labels)), dtype=np.float32)
         for start in range(0, n, batch_size):
             chunk = self._quantize(images[start:start + batch_size])
-            self._resize(chunk.shape[0])
+            rows = chunk.shape[0]
+            # Pad to a power of two so a stream of ragged batches reuses a few tensor allocations
+            # instead of re-allocating the interpreter for every new size.
+            bucket = min(1 << max(rows - 1, 0).bit_length(), max(batch_size, rows))
+            if bucket > rows:
+                chunk = np.concatenate([chunk, np.zeros((bucket - rows, *chunk.shape[1:]), chunk.dtype)])
+            self._resize(bucket)
             self._interp.set_tensor(self._in["index"], chunk)
             self._interp.invoke()
-            out[start:start + chunk.shape[0]] = self._dequantize(self._interp.get_tensor(self._out["index"]))
+            out[start:start + rows] = self._dequantize(self._interp.get_tensor(self._out["index"])[:rows])
         return out
 
     def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:

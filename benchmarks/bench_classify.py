@@ -1,0 +1,138 @@
+"""How fast and how light ``digitkit classify`` is: throughput on the 10 000 MNIST test images as PNG files
+(one core, one interpreter thread), cold start and peak RSS of the console script on one image, and the
+accuracy of the readings next to the model's own test accuracy (both polarities).
+
+    python benchmarks/bench_classify.py --model runs/seed/int8.tflite [--out runs/bench_classify.json]
+
+Bars (issue 4): >= 2000 images/s once started, cold start <= 1 s, peak RSS <= 150 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+@dataclass(frozen=True)
+class ClassifyBench:
+    images: int
+    images_per_s: float  # best of the timed passes, PNG decode + preprocessing + inference
+    images_per_s_runs: tuple[float, ...]
+    model_accuracy: float  # the interpreter on the raw test arrays
+    classify_accuracy: float  # classify on the PNGs, MNIST polarity
+    classify_accuracy_inverted: float  # classify on the PNGs, black digit on white
+    cold_start_s_p50: float
+    cold_start_s_runs: tuple[float, ...]
+    peak_rss_mb: float
+    threads: int
+    cpu_affinity: int
+    backend: str
+    model: str
+    model_bytes: int
+    platform: str
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def write_pngs(images: np.ndarray, folder: Path) -> list[str]:
+    paths = []
+    for i, img in enumerate(images):
+        p = folder / f"{i:05d}.png"
+        cv2.imwrite(str(p), img)
+        paths.append(str(p))
+    return paths
+
+
+def accuracy(readings: list, labels: np.ndarray) -> float:
+    return float(np.mean([r.text == str(int(y)) for r, y in zip(readings, labels, strict=True)]))
+
+
+def cold_start(model: str, image: str, runs: int) -> tuple[list[float], float]:
+    """Wall time and peak RSS of ``digitkit classify IMAGE --json`` in fresh processes."""
+    exe = str(Path(sys.executable).parent / "digitkit")
+    times, rss = [], 0.0
+    for _ in range(runs):
+        t = time.perf_counter()
+        proc = subprocess.Popen([exe, "classify", image, "--model", model, "--json"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        times.append(time.perf_counter() - t)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise SystemExit(f"digitkit classify failed with exit code {proc.returncode}")
+        rss = max(rss, usage.ru_maxrss / 1024)  # Linux: KiB
+    return times, rss
+
+
+def run(model: str, data_dir: str, passes: int, cold_runs: int) -> ClassifyBench:
+    from runtime.classifier import DigitClassifier
+    from toolkit.data import load_mnist
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, honestly
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    d = load_mnist(data_dir)
+    x, y = d.x_test, d.y_test
+    clf = DigitClassifier(model_path=model, threads=1)
+    model_acc = float(np.mean(clf.model.predict(x) == y))
+    with tempfile.TemporaryDirectory() as tmp:
+        plain, inv = Path(tmp, "mnist"), Path(tmp, "inverted")
+        plain.mkdir()
+        inv.mkdir()
+        paths = write_pngs(x, plain)
+        inv_paths = write_pngs(255 - x, inv)
+        list(clf.classify_many(paths[:500]))  # warm up: page cache, allocator, interpreter
+        rates, readings = [], []
+        for _ in range(passes):
+            t = time.perf_counter_ns()
+            readings = list(clf.classify_many(paths))
+            rates.append(len(paths) / ((time.perf_counter_ns() - t) / 1e9))
+        acc = accuracy(readings, y)
+        acc_inv = accuracy(list(clf.classify_many(inv_paths)), y)
+        times, rss = cold_start(model, paths[0], cold_runs)
+    return ClassifyBench(images=len(x), images_per_s=max(rates), images_per_s_runs=tuple(rates),
+                         model_accuracy=model_acc, classify_accuracy=acc, classify_accuracy_inverted=acc_inv,
+                         cold_start_s_p50=statistics.median(times), cold_start_s_runs=tuple(times),
+                         peak_rss_mb=rss, threads=1, cpu_affinity=cores, backend=clf.model.backend, model=model,
+                         model_bytes=Path(model).stat().st_size, platform=platform.platform())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(REPO / "runtime/models/digitkit_seed_int8.tflite"))
+    ap.add_argument("--data-dir", default=str(REPO.parent / "shared/data/mnist"))
+    ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--cold-runs", type=int, default=5)
+    ap.add_argument("--out", help="write the result as JSON here")
+    a = ap.parse_args()
+    res = run(a.model, a.data_dir, a.passes, a.cold_runs).to_dict()
+    res["bars"] = {"images_per_s>=2000": res["images_per_s"] >= 2000, "cold_start<=1s": res["cold_start_s_p50"] <= 1.0,
+                   "peak_rss<=150MB": res["peak_rss_mb"] <= 150,
+                   "accuracy_within_0.2pp": abs(res["classify_accuracy"] - res["model_accuracy"]) <= 0.002
+                   and abs(res["classify_accuracy_inverted"] - res["model_accuracy"]) <= 0.002}
+    text = json.dumps(res, indent=2)
+    print(text)
+    if a.out:
+        from runtime.fileio import atomic_write_text
+
+        atomic_write_text(a.out, text + "\n")
+
+
+if __name__ == "__main__":
+    main()

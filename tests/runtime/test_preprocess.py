@@ -1,0 +1,143 @@
+"""Preprocessing and segmentation on generated pictures: polarity, lighting, thresholds, the MNIST
+normalisation, and finding the right boxes in the right order."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from synth import synth_digits
+
+from runtime.errors import InferenceError
+from runtime.preprocess import as_mnist_tile, detect_polarity, ink_map, mnist_normalise, stroke_width, to_gray
+from runtime.segment import find_digits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from photos import make_photo, paper, shape_mask  # noqa: E402
+
+
+def segments_of(image: np.ndarray) -> list:
+    m = ink_map(to_gray(image))
+    return find_digits(m.ink, m.threshold)
+
+
+def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0, x1 - x0) * max(0, y1 - y0)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def test_to_gray_accepts_the_usual_arrays() -> None:
+    bgr = np.zeros((10, 12, 3), np.uint8)
+    bgr[..., 2] = 200
+    assert to_gray(bgr).shape == (10, 12)
+    assert to_gray(np.dstack([bgr, np.full((10, 12), 255, np.uint8)])).shape == (10, 12)
+    assert to_gray(np.ones((5, 5), np.float32)).max() == 255  # floats in [0, 1]
+    assert to_gray(np.full((5, 5), 65535, np.uint16)).max() == 255
+    with pytest.raises(InferenceError, match="not an image"):
+        to_gray(np.zeros((4, 4, 7), np.uint8))
+    with pytest.raises(InferenceError, match="not an image"):
+        to_gray(np.zeros((0, 3), np.uint8))
+
+
+def test_polarity_is_detected_both_ways() -> None:
+    rng = np.random.default_rng(0)
+    x, _ = synth_digits(3, 5)
+    photo, _ = make_photo(list(x), rng)
+    gray = to_gray(photo)
+    assert detect_polarity(gray) == "dark-on-light"
+    assert detect_polarity(cv2.bitwise_not(gray)) == "light-on-dark"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_blank_pages_give_no_candidates(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    photo, boxes = make_photo([], rng)
+    assert boxes == []
+    assert segments_of(photo) == []
+    assert segments_of(cv2.bitwise_not(photo)) == []  # a blank blackboard too
+
+
+def test_lighting_is_divided_out() -> None:
+    # Strong gradient, no ink: the ink map stays below the threshold everywhere.
+    ramp = np.tile(np.linspace(60, 240, 640, dtype=np.float32), (480, 1))
+    m = ink_map(ramp.astype(np.uint8))
+    assert int((m.ink >= m.threshold).sum()) == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_segments_match_the_written_digits_left_to_right(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    x, _ = synth_digits(4, seed)
+    k = 1 + seed % 4
+    photo, boxes = make_photo(list(x[:k]), rng)
+    found = segments_of(photo)
+    assert len(found) == k
+    xs = [s.box[0] for s in found]
+    assert xs == sorted(xs)
+    for seg, truth in zip(found, boxes, strict=True):
+        assert iou(seg.box, truth) > 0.6, (seg.box, truth)
+        assert seg.tile.shape == (28, 28) and seg.tile.dtype == np.uint8
+
+
+def test_broken_strokes_merge_and_specks_and_rules_are_dropped() -> None:
+    rng = np.random.default_rng(3)
+    sheet = paper(rng)
+    tile = np.zeros((28, 28), np.uint8)
+    cv2.line(tile, (14, 4), (14, 11), 255, 3)  # a "1" broken in two pieces
+    cv2.line(tile, (14, 16), (14, 24), 255, 3)
+    big = cv2.resize(tile, (112, 112), interpolation=cv2.INTER_NEAREST).astype(np.float32) / 255
+    sheet[150:262, 200:312] *= 1 - 0.8 * big[..., None]
+    for sx, sy in ((50, 50), (500, 400), (600, 80)):  # specks
+        cv2.circle(sheet, (sx, sy), 2, (40, 40, 40), -1)
+    cv2.line(sheet, (0, 470), (639, 470), (30, 30, 30), 4)  # a page edge / rule across the picture
+    cv2.line(sheet, (120, 300), (420, 300), (30, 30, 30), 4)  # an underline
+    found = segments_of(np.clip(sheet, 0, 255).astype(np.uint8))
+    assert len(found) == 1
+    x, y, w, h = found[0].box
+    assert 200 <= x + w / 2 <= 312 and h > 80  # both halves of the "1", one box
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(5, 200), w=st.integers(2, 200), seed=st.integers(0, 10_000))
+def test_mnist_normalisation_box_and_centre_of_mass(h: int, w: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ink = np.zeros((h + 10, w + 10), np.uint8)
+    ink[5:5 + h, 5:5 + w] = rng.integers(128, 256, (h, w), dtype=np.uint8)
+    tile = mnist_normalise(ink)
+    assert tile.shape == (28, 28)
+    ys, xs = np.nonzero(tile)
+    assert max(np.ptp(ys), np.ptp(xs)) + 1 <= 21  # the longer side fits the 20-pixel box
+    if h >= 2 * w and w >= 10:
+        assert np.ptp(ys) > np.ptp(xs)  # aspect kept: tall stays tall
+    m = cv2.moments(tile)
+    assert abs(m["m10"] / m["m00"] - 14) <= 1.0 and abs(m["m01"] / m["m00"] - 14) <= 1.0
+
+
+def test_an_mnist_tile_passes_unchanged_in_both_polarities() -> None:
+    x, _ = synth_digits(20, 9)
+    x[:, :3, :] = 0  # an MNIST frame: background at the border
+    x[:, -3:, :] = 0
+    x[:, :, :3] = 0
+    x[:, :, -3:] = 0
+    x[:, 10, 10] = 255
+    for tile in x:
+        assert np.array_equal(as_mnist_tile(tile), tile)
+        assert np.array_equal(as_mnist_tile(255 - tile), tile)
+    assert as_mnist_tile(np.zeros((28, 28), np.uint8)) is None
+    assert as_mnist_tile(np.full((28, 28), 255, np.uint8)) is None
+
+
+def test_stroke_width_separates_writing_from_blobs() -> None:
+    x, _ = synth_digits(50, 2)
+    assert max(stroke_width(t) for t in x) < 0.6
+    rng = np.random.default_rng(0)
+    for kind in ("disk", "square"):
+        ink = (shape_mask(kind, rng, 100) * 255).astype(np.uint8)
+        assert stroke_width(mnist_normalise(ink)) > 0.7
