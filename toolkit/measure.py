@@ -1,0 +1,171 @@
+"""Measure one model in a fresh process, and read what a model file is, for ``toolkit.bench``.
+
+``run_isolated`` spawns a new interpreter per (model, backend, threads) row: the process imports only what
+that model needs (TensorFlow for .keras, a TFLite interpreter for .tflite), is pinned before any thread
+pool exists, and reports its own peak RSS.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import platform
+import resource
+import time
+import zipfile
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from runtime.errors import InferenceError
+from runtime.interpreter import BACKENDS, load_interpreter_class
+from toolkit.errors import ToolkitError
+
+
+def tflite_mode(path: str | os.PathLike[str], backend: str | None = None) -> str:
+    """The quantization mode of a .tflite file, read from its tensors' dtypes.
+
+    float16: float16 weights; dynamic: int8 weights with float32 activations; int8: integer activations
+    (float32 only at the interface, if at all); int16x8: int16 activations; float32 otherwise.
+    """
+    _, interpreter_cls = load_interpreter_class(backend)
+    try:
+        tensors = interpreter_cls(model_path=str(path)).get_tensor_details()
+    except (ValueError, RuntimeError) as exc:
+        raise InferenceError(f"{path}: not a loadable TFLite model ({str(exc).splitlines()[0]})") from None
+    kinds = [np.dtype(t["dtype"]) for t in tensors]
+    count = {name: sum(k == np.dtype(name) for k in kinds) for name in ("float32", "float16", "int8", "uint8", "int16")}
+    if count["float16"]:
+        return "float16"
+    if count["int16"] and count["int8"]:
+        return "int16x8"
+    if count["int8"] + count["uint8"] == 0:
+        return "float32"
+    # Full-integer models keep float32 only for a quantize/dequantize at the interface (<= 2 tensors);
+    # dynamic-range models keep every activation and bias in float32.
+    return "int8" if count["float32"] <= 2 else "dynamic"
+
+
+def keras_mode(path: str | os.PathLike[str]) -> str:
+    """``float32`` unless the saved config uses a float16/bfloat16 mixed-precision policy (read without TF)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            text = zf.read("config.json").decode("utf-8", "replace")
+    except (zipfile.BadZipFile, KeyError, OSError):
+        raise ToolkitError(f"{path}: not a readable Keras model (not a .keras zip archive)") from None
+    if "mixed_bfloat16" in text:
+        return "bfloat16"
+    return "float16" if "mixed_float16" in text else "float32"
+
+
+def installed_backends() -> list[str]:
+    """The TFLite interpreters importable here, in preference order."""
+    found = []
+    for name in BACKENDS:
+        try:
+            load_interpreter_class(name)
+        except InferenceError:
+            continue
+        found.append(name)
+    return found
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row to measure: a model, its backend and thread count, the timing settings and the images."""
+
+    path: str
+    format: str
+    backend: str
+    threads: int
+    pin_cpu: tuple[int, ...] | None
+    runs: int
+    warmup: int
+    batch_size: int
+    images: np.ndarray
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def measure(job: Job) -> dict[str, Any]:
+    """Runs in a fresh spawned process: load, time single images, time a batched pass, read peak RSS."""
+    if job.pin_cpu:
+        os.sched_setaffinity(0, set(job.pin_cpu))  # before any thread pool exists, so all of them inherit it
+    images = job.images
+    if job.format == "keras":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(job.threads)  # must precede the first op
+        tf.config.threading.set_inter_op_parallelism_threads(job.threads)
+        from toolkit.evaluate import load_keras_model
+
+        x = (images.astype(np.float32) / 255.0)[..., None]
+        base = _rss_mb()
+        start = time.perf_counter_ns()
+        model = load_keras_model(job.path)
+        load_ns = time.perf_counter_ns() - start
+
+        def single(i: int) -> Any:
+            return model(x[i:i + 1], training=False)
+
+        def batched() -> np.ndarray:
+            return np.concatenate([np.asarray(model(x[s:s + job.batch_size], training=False))
+                                   for s in range(0, len(x), job.batch_size)])
+    else:
+        from runtime.interpreter import TFLiteModel
+
+        base = _rss_mb()
+        start = time.perf_counter_ns()
+        tfl = TFLiteModel(job.path, backend=job.backend, threads=job.threads)
+        load_ns = time.perf_counter_ns() - start
+
+        def single(i: int) -> Any:
+            return tfl.predict_proba(images[i:i + 1])
+
+        def batched() -> np.ndarray:
+            return tfl.predict_proba(images, batch_size=job.batch_size)
+
+    n = len(images)
+    for i in range(job.warmup):
+        single(i % n)
+    samples = np.empty(job.runs, dtype=np.int64)
+    for i in range(job.runs):
+        t0 = time.perf_counter_ns()
+        single(i % n)
+        samples[i] = time.perf_counter_ns() - t0
+    batched_warm = images[: min(n, job.batch_size)]  # one batch so the batch-shaped buffers exist
+    (tfl.predict_proba(batched_warm, batch_size=job.batch_size) if job.format == "tflite"
+     else model(x[: len(batched_warm)], training=False))
+    t0 = time.perf_counter_ns()
+    probs = batched()
+    batch_ns = time.perf_counter_ns() - t0
+    peak = _rss_mb()
+    return {"load_ns": load_ns, "samples_ns": samples, "batch_ns": batch_ns, "cpus": sorted(os.sched_getaffinity(0)),
+            "predictions": probs.argmax(axis=-1).astype(np.uint8), "peak_rss_mb": peak, "base_rss_mb": base}
+
+
+def run_isolated(job: Job) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        try:
+            return pool.submit(measure, job).result()
+        except concurrent.futures.process.BrokenProcessPool:
+            raise ToolkitError(f"{job.path}: the benchmark process died ({job.backend}, {job.threads} threads); "
+                               "run it alone with --debug to see why", exit_code=1) from None
+
+
+def environment(formats: set[str]) -> dict[str, Any]:
+    env: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
+                           "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                           "python": platform.python_version(), "numpy": np.__version__}
+    for dist in ("ai-edge-litert", "tflite-runtime") + (("tensorflow", "keras") if "keras" in formats else ()):
+        try:
+            env[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return env
