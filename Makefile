@@ -54,3 +54,9 @@ $(MODEL_FLOAT):
 model: $(VENV)/.installed $(MODEL_FLOAT)
 	$(VENV)/bin/digitkit convert $(MODEL_FLOAT) --out $(SHIPPED) --data-dir $(DATA)
 	cp $(basename $(MODEL_FLOAT)).json $(basename $(SHIPPED)).train.json
+
+# The browser test of `digitkit camera --serve` (tests/runtime/test_server.py) drives real headless
+# Chromium; without it that test is skipped with the reason. Debian/Ubuntu, as root.
+.PHONY: browser-deps
+browser-deps:
+	apt-get update && apt-get install -y chromium chromium-driver

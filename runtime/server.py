@@ -75,14 +75,14 @@ def parse_address(text: str | int) -> tuple[str, int]:
     """``"8080"`` -> ("127.0.0.1", 8080); ``"0.0.0.0:8080"``, ``"[::1]:8080"`` name the host explicitly.
 
     Raises:
-        InferenceError: no valid port (1-65535) in ``text``.
+        InferenceError: no valid port (0-65535; 0 = any free port) in ``text``.
     """
     text = str(text).strip()
     host, sep, port_text = text.rpartition(":")
     if not sep:
         host, port_text = DEFAULT_HOST, text
     host = host.strip("[]") or DEFAULT_HOST
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not port_text.isdigit() or not 0 <= int(port_text) < 65536:  # 0 = any free port
         raise InferenceError(f"--serve {text!r} is not [HOST:]PORT (e.g. 8080 or 0.0.0.0:8080)")
     return host, int(port_text)
 

@@ -274,3 +274,22 @@ def test_show_without_a_gui_says_which_wheel(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(InferenceError, match="display"):
         run_camera(CameraConfig(source="0", show=True), reader=lambda im: None)
+
+
+@pytest.mark.slow
+def test_shipped_model_reads_mnist_digits_on_video(tmp_path: Path, real_data_dir: Path) -> None:
+    """Every digit 0-9, real MNIST test digits as ink, the shipped int8 model: the bar is near perfect."""
+    from videos import mnist_tiles
+
+    from runtime.classifier import DEFAULT_MODEL
+    from toolkit.data import load_mnist
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"shipped model {DEFAULT_MODEL} missing; run make model")
+    ds = load_mnist(real_data_dir)
+    video = tmp_path / "mnist.avi"
+    truth = write_digit_video(video, NUMBERS_ALL, mnist_tiles(ds.x_test, ds.y_test), frames_per_number=PER_NUMBER,
+                              seed=4)
+    readings, summary = run_file(video, DEFAULT_MODEL, smooth=3)
+    assert summary.frames == len(truth)
+    check_readings(readings, truth, min_raw=0.95, min_stable=1.0)
