@@ -3,8 +3,8 @@
 Every (model, backend, threads) row is measured in its own freshly spawned process, so load time and
 peak RSS belong to that model alone and one model's warm caches or thread pools cannot help the next.
 Latency is one image per call after a warm-up, timed with ``time.perf_counter_ns`` (like LiteRT's
-``benchmark_model``); throughput is one pass over the test images in batches. Ratios are taken against
-the first model measured with the same thread count, so they hold on a noisy, shared machine.
+``benchmark_model``); throughput is the median of three batched passes over the test images. Ratios are
+taken against the first model measured with the same thread count, so they hold on a noisy, shared machine.
 """
 
 from __future__ import annotations

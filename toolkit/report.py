@@ -191,10 +191,10 @@ def bench_markdown(report: BenchReport, plots: dict[str, Path], relative_to: Pat
         f"{heading} Benchmark",
         "",
         f"{report.test_size} test images from `{report.data_source}`; single-image latency over {cfg.runs} runs "
-        f"after {cfg.warmup} warm-up calls (`time.perf_counter_ns`); throughput over the test images in "
-        f"batches of {cfg.batch_size}. Every row ran in its own process (load time and peak RSS are that "
-        f"model's alone). Ratios (×) are against `{Path(report.reference).name}` with the same thread count; "
-        f"agreement is with its predictions. {profile_note(report)}",
+        f"after {cfg.warmup} warm-up calls (`time.perf_counter_ns`); throughput is the median of 3 passes "
+        f"over the test images in batches of {cfg.batch_size}. Every row ran in its own process (load time "
+        f"and peak RSS are that model's alone). Ratios (×) are against `{Path(report.reference).name}` with "
+        f"the same thread count; agreement is with its predictions. {profile_note(report)}",
         "",
         f"Machine: {env}. Run at {report.created}.",
         "",
