@@ -276,10 +276,11 @@ def rejection(model: str, data_dir: str, n: int, thresholds: tuple[float, ...]) 
                      "digits_accepted": float((dc >= t).mean()),
                      "right_digits_accepted": float((dc[dr] >= t).mean()),
                      "wrong_digits_rejected": float((dc[~dr] < t).mean()) if (~dr).any() else None})
-    per_kind = {k: float((sc[np.array(shape_kind) == k] >= 0.5).mean()) for k in SHAPES}
+    default = clf.config.min_confidence
+    per_kind = {k: float((sc[np.array(shape_kind) == k] >= default).mean()) for k in SHAPES}
     return {"shapes": n, "shapes_passing_stroke_rule": float((sc > 0).mean()), "max_stroke": clf.config.max_stroke,
             "digits": len(dc), "by_threshold": rows,
-            "shapes_accepted_at_0.5_by_kind": per_kind}
+            "default_min_confidence": default, "shapes_accepted_at_default_by_kind": per_kind}
 
 
 def main() -> None:

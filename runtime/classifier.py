@@ -41,13 +41,14 @@ class ClassifyConfig:
     min_contrast: int = 40  # faintest ink, (paper - ink) / paper * 255
     max_stroke: float = 0.62  # widest stroke / digit box; wider is a blob, not writing (MNIST max: 0.60)
     batch_size: int = 64  # digit tiles per interpreter call
+    max_side: int = 1280  # bigger pictures are scaled down first (boxes are reported in the original pixels)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_path": self.model_path, "min_confidence": self.min_confidence, "threads": self.threads,
                 "backend": self.backend, "polarity": self.polarity, "min_contrast": self.min_contrast,
                 "max_stroke": self.max_stroke,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "max_side": self.max_side}
 
 
 @dataclass(frozen=True)
@@ -164,8 +165,16 @@ class DigitClassifier:
             box = (int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1) if len(xs) \
                 else (0, 0, *tile.shape[::-1])
             return [Segment(box=box, tile=tile)]
+        scale = min(1.0, self.config.max_side / max(gray.shape))
+        if scale < 1.0:  # a 12-megapixel phone photo: its digits stay legible at this size, and RAM stays small
+            gray = cv2.resize(gray, (round(gray.shape[1] * scale), round(gray.shape[0] * scale)),
+                              interpolation=cv2.INTER_AREA)
         inkmap = ink_map(gray, self.config.polarity, self.config.min_contrast)
-        return find_digits(inkmap.ink, inkmap.threshold, self.config.segment)
+        segments = find_digits(inkmap.ink, inkmap.threshold, self.config.segment)
+        if scale < 1.0:
+            segments = [Segment(box=tuple(round(v / scale) for v in s.box), tile=s.tile)  # type: ignore[arg-type]
+                        for s in segments]
+        return segments
 
     def _reading(self, name: str, segments: list[Segment], probs: np.ndarray) -> Reading:
         digits = []

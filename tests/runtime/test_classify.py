@@ -234,3 +234,16 @@ def test_cli_save_annotated(tiny_int8_tflite: Path, photo_dir: tuple[Path, dict[
     annotated = cv2.imread(str(out / Path(path).name))
     assert annotated.shape == original.shape
     assert np.abs(annotated.astype(int) - original.astype(int)).max() > 100  # boxes were drawn
+
+
+def test_big_photos_are_scaled_down_and_boxes_come_back_in_original_pixels(
+        clf: DigitClassifier, good_tiles: dict[int, list[np.ndarray]]) -> None:
+    rng = np.random.default_rng(8)
+    digits = sorted(good_tiles)[-2:]
+    photo, boxes = make_photo([good_tiles[d][1] for d in digits], rng)
+    big = cv2.resize(photo, (3200, 2400), interpolation=cv2.INTER_LINEAR)  # 5x: a phone camera
+    r = clf.classify(big)
+    assert r.text == "".join(map(str, digits))
+    for d, (x, y, w, h) in zip(r.digits, boxes, strict=True):
+        assert abs(d.box[0] - 5 * x) < 40 and abs(d.box[1] - 5 * y) < 40
+        assert abs(d.box[2] - 5 * w) < 60 and abs(d.box[3] - 5 * h) < 60
