@@ -14,14 +14,15 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from converters import data as conversion_data
+from runtime.fileio import atomic_write_json
+from runtime.interpreter import sidecar_path
+
+from converters.data import ConversionData
 from converters.errors import ConversionError, GateFailed
 from converters.flatbuffer import float_ops, op_counts, read_io, read_ops
 from converters.report import ConversionReport, sidecar
 from converters.tflite import ConvertConfig, convert_keras, load_keras
 from converters.verify import layer_errors, verify
-from runtime.fileio import atomic_write_json
-from runtime.interpreter import sidecar_path
 
 
 def rejected_path(out: str | os.PathLike[str]) -> Path:
@@ -75,7 +76,8 @@ def check_out(out: str | os.PathLike[str]) -> Path:
     return out
 
 
-def _config(config: ConvertConfig | None, overrides: dict[str, Any]) -> ConvertConfig:
+def make_config(config: ConvertConfig | None, overrides: dict[str, Any]) -> ConvertConfig:
+    """``config`` (or the defaults) with ``overrides`` applied, validated."""
     known = {f.name for f in fields(ConvertConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -86,14 +88,15 @@ def _config(config: ConvertConfig | None, overrides: dict[str, Any]) -> ConvertC
 
 
 def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: ConvertConfig | None = None,
-            *, data: conversion_data.Dataset | None = None, **overrides: Any) -> ConversionReport:
-    """Python twin of ``digitkit convert``: convert, verify, gate, and write ``out`` plus ``out``'s .json.
+            *, data: ConversionData, **overrides: Any) -> ConversionReport:
+    """Convert, verify, gate, and write ``out`` plus ``out``'s .json (the CLI's twin, which finds and
+    splits the dataset, is :func:`toolkit.convert.convert`).
 
     Args:
         model: the float .keras model ((28, 28, 1) in, 10 probabilities out).
         out: the .tflite to write; its sidecar ``.json`` goes beside it.
         config: the settings (``ConvertConfig()`` if None); keyword ``overrides`` replace fields.
-        data: an already loaded dataset (``toolkit.data.MnistData`` or alike); else ``config.data_dir``.
+        data: the calibration images and the test set (see :func:`converters.data.prepare`).
 
     Returns:
         The ConversionReport (also the sidecar's "report").
@@ -102,16 +105,11 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
         ConversionError: bad settings or input (exit 2), or an int8 model with a float operator.
         GateFailed: the accuracy drop exceeds ``max_drop`` (exit 3); ``.report`` holds the figures.
     """
-    config = _config(config, overrides)
+    config = make_config(config, overrides)
     out = check_out(out)
     source = Path(model)
     keras_model = load_keras(source)
-    if data is not None:
-        cdata = conversion_data.prepare(data, config.calibration_samples, config.calibration_seed,
-                                        config.val_fraction)
-    else:
-        cdata = conversion_data.load(config.data_dir, config.calibration_samples, config.calibration_seed,
-                                     config.val_fraction)
+    cdata = data
     int8 = config.mode == "int8"
     io = config.resolved_io
 

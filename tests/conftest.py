@@ -6,16 +6,14 @@ Built once per session; everything seeded. The real data (``$DIGITKIT_DATA``) is
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).parent))
 
-from synth import synth_digits, write_idx_folder  # noqa: E402
+from synth import synth_digits, write_idx_folder  # noqa: E402  (tests/ is on pythonpath, see pyproject)
 
 REPO = Path(__file__).resolve().parent.parent
 

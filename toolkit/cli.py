@@ -299,7 +299,7 @@ def pipeline(
 
 
 # --- verbs defined in the other packages' cli modules (one import + register line each) ---
-from converters.cli import convert_command  # noqa: E402
+from toolkit.cli_convert import convert_command  # noqa: E402
 
 register(convert_command, "convert")
 from runtime.cli import classify as classify_command  # noqa: E402

@@ -1,6 +1,7 @@
 """The ``digitkit convert`` verb: parse options into a ConvertConfig, call ``converters.convert``, print.
 
-Registered on the one typer app by ``toolkit/cli.py``; this module must not import toolkit.
+Registered on the one typer app by ``toolkit/cli.py``. It lives in the toolkit because it reads the dataset
+(the converters package never does).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def convert_command(
 
     Exit codes: 0 written · 2 bad input, nothing written · 3 accuracy gate failed, nothing at --out.
     """
-    from converters.api import convert
+    from toolkit.convert import convert
 
     config = ConvertConfig(mode=mode, io=io, calibration_samples=calibration_samples, max_drop=max_drop,
                            data_dir=data_dir, debug_layers=debug_layers, keep_rejected=keep_rejected,

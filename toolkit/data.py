@@ -235,18 +235,3 @@ def split_validation(x: np.ndarray, y: np.ndarray, fraction: float = 0.1, seed: 
     train = np.flatnonzero(mask)
     rng.shuffle(train)
     return Split(x[train], y[train], x[val], y[val])
-
-
-def balanced_sample(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """Indices of ``n`` samples drawn (seeded) as evenly as possible over the classes in ``y``."""
-    rng = np.random.default_rng(seed)
-    classes = np.unique(y)
-    per_class = [rng.permutation(np.flatnonzero(y == c)) for c in classes]
-    picked: list[int] = []
-    depth = 0
-    while len(picked) < n and any(depth < len(p) for p in per_class):
-        for p in per_class:
-            if depth < len(p) and len(picked) < n:
-                picked.append(int(p[depth]))
-        depth += 1
-    return np.array(picked, dtype=np.int64)

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from converters.data import balanced_sample
 from runtime.fileio import atomic_path, atomic_write_json, atomic_write_text
-from toolkit.data import MnistData, balanced_sample, load_mnist
+from toolkit.data import MnistData, load_mnist
 
 if TYPE_CHECKING:
     from toolkit.pipeline import Callback, PipelineConfig
@@ -58,8 +59,8 @@ def run_train(ctx: Context) -> tuple[list[str], dict[str, Any]]:
 
 
 def run_convert(ctx: Context) -> tuple[list[str], dict[str, Any]]:
-    from converters.api import convert  # submodules: under pytest `converters` can resolve to tests/converters
     from converters.errors import GateFailed
+    from toolkit.convert import convert
 
     data = ctx.data()
     summary: dict[str, Any] = {}

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-# tests/conftest.py puts tests/ on sys.path (for `synth`), where this folder would pass for a namespace
-# package called `converters` under `.venv/bin/pytest`; with the repository root on the path the real
-# (regular) package always wins, whatever the order.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.append(_ROOT)
 
 # The tiny model sees 300 synthetic test images: one image is 0.33 pp, so fast tests gate loosely and
 # assert tolerances; the real 0.3 pp default is exercised by the slow tests on the real test set.
@@ -25,7 +17,7 @@ TINY_MAX_DROP = 5.0
 @pytest.fixture(scope="session")
 def converted(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model: Path, synth_data_dir: Path):
     """``converted(mode, io=None)`` -> (report, path): each distinct conversion is run once per session."""
-    from converters import convert
+    from toolkit.convert import convert
 
     cache: dict[tuple[str, str | None], tuple[object, Path]] = {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,10 +12,11 @@ import numpy as np
 import pytest
 from conftest import TINY_MAX_DROP
 
-from converters import ConversionError, ConversionReport, ConvertConfig, GateFailed, convert
-from converters.data import prepare
+from converters import ConversionError, ConversionReport, ConvertConfig, GateFailed
+from converters.data import balanced_sample
 from converters.flatbuffer import FLOAT_TYPES, float_ops, read_io, read_ops
 from runtime.interpreter import ModelMetadata, TFLiteModel, read_metadata
+from toolkit.convert import conversion_data, convert
 
 # Each mode's size relative to the float32 .tflite: int8 stores 1-byte weights (the bar is 27 %).
 MAX_RATIO = {"int8": 0.30, "dynamic": 0.30, "float16": 0.55, "float32": 1.0}
@@ -98,9 +100,9 @@ def test_calibration_comes_from_the_training_split_only_balanced_and_seeded(synt
     from toolkit.data import load_mnist, split_validation
 
     data = load_mnist(synth_data_dir)
-    a = prepare(data, 100, seed=0)
-    b = prepare(data, 100, seed=0)
-    c = prepare(data, 100, seed=1)
+    a = conversion_data(data, 100, seed=0)
+    b = conversion_data(data, 100, seed=0)
+    c = conversion_data(data, 100, seed=1)
     split = split_validation(data.x_train, data.y_train, 0.1, seed=0)
     train_rows = {img.tobytes() for img in split.x_train}
     assert all(img.tobytes() in train_rows for img in a.calibration)
@@ -145,8 +147,7 @@ def test_empty_calibration_set_from_arrays(tiny_keras_model: Path, synth_data_di
     from toolkit.data import load_mnist
 
     data = load_mnist(synth_data_dir)
-    empty = type("Empty", (), {"x_train": data.x_train[:0], "y_train": data.y_train[:0], "x_test": data.x_test,
-                               "y_test": data.y_test, "source": "empty", "sha256": ""})()
+    empty = dataclasses.replace(data, x_train=data.x_train[:0], y_train=data.y_train[:0], source="empty")
     with pytest.raises(ConversionError, match="calibration set is empty"):
         convert(tiny_keras_model, tmp_path / "m.tflite", data=empty)
     assert list(tmp_path.iterdir()) == []
@@ -174,5 +175,13 @@ def test_config_defaults() -> None:
 
 
 def test_importing_converters_does_not_import_tensorflow() -> None:
-    code = "import sys, converters, converters.cli; assert 'tensorflow' not in sys.modules, 'tf imported'"
+    code = "import sys, converters, toolkit.cli_convert; assert 'tensorflow' not in sys.modules, 'tf imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_balanced_sample() -> None:
+    y = np.array([0] * 100 + [1] * 3 + [2] * 100)
+    idx = balanced_sample(y, 30, seed=0)
+    assert len(idx) == len(set(idx.tolist())) == 30
+    counts = np.bincount(y[idx], minlength=3)
+    assert counts[1] == 3 and abs(int(counts[0]) - int(counts[2])) <= 1

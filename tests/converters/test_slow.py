@@ -20,7 +20,7 @@ def seed_int8(tmp_path_factory: pytest.TempPathFactory, real_data_dir: Path):
     """The default int8 conversion of runs/seed/float.keras (the default 40-epoch seed model)."""
     if not SEED_MODEL.is_file():
         pytest.skip(f"{SEED_MODEL} not found; train it with `digitkit train --out {SEED_MODEL}`")
-    from converters import convert
+    from toolkit.convert import convert
 
     out = tmp_path_factory.mktemp("seed_int8") / "int8.tflite"
     return convert(SEED_MODEL, out, data_dir=str(real_data_dir)), out

@@ -12,7 +12,6 @@ from synth import idx_bytes, synth_digits, write_idx_folder
 
 from toolkit.data import (
     ENV_VAR,
-    balanced_sample,
     load_mnist,
     load_npz,
     read_idx,
@@ -139,11 +138,3 @@ def test_split_is_seeded_stratified_and_disjoint() -> None:
     assert not train_ids & val_ids and len(train_ids | val_ids) == 1000
     c = split_validation(x, y, 0.1, seed=4)
     assert set(c.x_val[:, 0, 0].tolist()) != val_ids
-
-
-def test_balanced_sample() -> None:
-    y = np.array([0] * 100 + [1] * 3 + [2] * 100)
-    idx = balanced_sample(y, 30, seed=0)
-    assert len(idx) == len(set(idx.tolist())) == 30
-    counts = np.bincount(y[idx], minlength=3)
-    assert counts[1] == 3 and abs(int(counts[0]) - int(counts[2])) <= 1
