@@ -156,13 +156,13 @@ def run_camera(config: CameraConfig | None = None, on_frame: Callable[[FrameRead
     stop = stop if stop is not None else threading.Event()
     old_term = None
     try:
-        read = reader or default_reader(cfg)
         open_fn = opener or (lambda: open_capture(source, cfg.width, cfg.height))
-        first = open_fn()
+        first = open_fn()  # an unopenable source fails before the model loads
         realtime = cfg.realtime if cfg.realtime is not None else (cfg.show or server is not None)
         pace = _recorded_fps(first) if realtime else 0.0
         grabber = FrameGrabber(open_fn, live=is_live(source), reconnect_seconds=cfg.reconnect_seconds,
-                               first=first, pace_fps=pace)
+                               first=first, pace_fps=pace)  # from here on, `finally` releases the source
+        read = reader or default_reader(cfg)
         if threading.current_thread() is threading.main_thread():  # systemd stops a service with SIGTERM
             old_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         size = (cfg.width, cfg.height) if cfg.width and cfg.height else None

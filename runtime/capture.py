@@ -60,8 +60,9 @@ def is_live(source: int | str) -> bool:
 
 
 def _silence_opencv() -> None:
-    # OpenCV prints "[ WARN:0@0.04] ... can't open camera by index" on stderr; our own one-line error
-    # names the source instead.
+    # OpenCV prints "[ WARN:0@0.04] ... can't open camera by index" and FFmpeg "[tcp @ 0x..] Connection
+    # refused" on stderr; our own one-line error names the source instead. (FFmpeg reads this once.)
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     except AttributeError:  # pragma: no cover - very old OpenCV builds
@@ -84,7 +85,12 @@ def open_capture(source: int | str, width: int | None = None, height: int | None
         cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         cap.release()
-        hint = "is the camera plugged in and free?" if is_live(source) else "is it a video OpenCV can decode?"
+        if isinstance(source, str) and "://" in source:
+            hint = "is the stream up and the URL right?"
+        elif is_live(source):
+            hint = "is the camera plugged in and free?"
+        else:
+            hint = "is it a video OpenCV can decode?"
         raise InferenceError(f"cannot open video source {source!r}; {hint}")
     if width:
         cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)

@@ -40,9 +40,9 @@ def camera(
 ) -> None:
     """Read digits live from a camera, a video file or a stream; optionally serve a browser view.
 
-    Stops at the end of a file, after --max-frames, or on Ctrl-C, then prints a summary (on stderr with
-    --json). Exit codes: 0 ok · 1 the source stopped delivering and reconnecting failed · 2 bad option,
-    unopenable source or model, port in use.
+    Stops at the end of a file, after --max-frames, or on Ctrl-C, then prints a summary (stderr with --json).
+
+    Exit codes: 0 ok · 1 the source stopped and reconnecting failed · 2 bad option, source, model or port.
     """
     config = CameraConfig(source=source, model=str(model) if model else None, width=width, height=height,
                           serve=serve, show=show, max_frames=max_frames, roi=parse_roi(roi), threads=threads,

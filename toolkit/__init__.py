@@ -20,4 +20,11 @@ def evaluate(*args, **kwargs):  # type: ignore[no-untyped-def]
     return _evaluate(*args, **kwargs)
 
 
-__all__ = ["DataError", "ToolkitError", "evaluate", "train"]
+def convert(*args, **kwargs):  # type: ignore[no-untyped-def]
+    """Python twin of ``digitkit convert``: see :func:`toolkit.convert.convert`."""
+    from toolkit.convert import convert as _convert
+
+    return _convert(*args, **kwargs)
+
+
+__all__ = ["DataError", "ToolkitError", "convert", "evaluate", "train"]
