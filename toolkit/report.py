@@ -71,6 +71,10 @@ def focus_result(report: BenchReport) -> BenchResult:
     return next((r for r in report.results if r.mode == "int8"), report.results[-1])
 
 
+def _what(r: BenchResult) -> str:
+    return r.name if r.name == r.mode else f"{r.name} ({r.mode})"
+
+
 def markdown_table(headers: tuple[str, ...] | list[str], rows: list[tuple[str, ...]]) -> str:
     """A GitHub-flavoured markdown table; the first column and text columns left-aligned, figures right."""
     right = [i for i, h in enumerate(headers) if i > 0 and h not in ("model", "mode", "backend", "bar")]
@@ -173,10 +177,10 @@ def write_bench_plots(report: BenchReport, images: np.ndarray, out_dir: str | os
         "accuracy_vs_latency": plot_accuracy_vs_latency(report, out / "accuracy_vs_latency.png"),
         "latency": plot_latency(report, out / "latency.png"),
         "confusion": plot_confusion(report.labels, focus.predictions,
-                                    f"{focus.name} ({focus.mode}): confusion matrix", out / "confusion.png"),
+                                    f"{_what(focus)}: confusion matrix", out / "confusion.png"),
         "misclassified": plot_digit_grid(
             images[wrong], [f"{focus.predictions[i]} (true {report.labels[i]})" for i in wrong],
-            f"{focus.name} ({focus.mode}): {int(np.sum(focus.predictions != report.labels))} of "
+            f"{_what(focus)}: {int(np.sum(focus.predictions != report.labels))} of "
             f"{len(report.labels)} test digits wrong (first {len(wrong)}: predicted, true)",
             out / "misclassified.png"),
     }
@@ -202,7 +206,7 @@ def bench_markdown(report: BenchReport, plots: dict[str, Path], relative_to: Pat
         "",
     ]
     for key, path in plots.items():
-        title = PLOTS[key] + (f" — {focus.name} ({focus.mode})" if key in ("confusion", "misclassified") else "")
+        title = PLOTS[key] + (f" — {_what(focus)}" if key in ("confusion", "misclassified") else "")
         parts += [f"{heading}# {title}", "", f"![{title}]({os.path.relpath(path, relative_to)})", ""]
     return "\n".join(parts)
 
