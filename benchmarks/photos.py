@@ -77,7 +77,7 @@ def make_photo(tiles: list[np.ndarray], rng: np.random.Generator,
         for t in tiles:
             ys, xs = np.nonzero(t > 30)
             crops.append(t[ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(np.float32) / 255.0)
-        height = rng.uniform(70, 170)
+        height = min(rng.uniform(70, 170), (h - 60) / 1.3)  # (a short strip gets smaller digits)
         gaps = [rng.uniform(0.2, 0.6) * height for _ in crops[1:]]
         widths = [c.shape[1] * height / 20 for c in crops]
         total = sum(widths) + sum(gaps)

@@ -17,14 +17,14 @@ _DEFAULTS = ClassifyConfig()
 
 def classify(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) and glob patterns.",
-                                               show_default=False)],
+                                               show_default=False, metavar="PATH")],
     model: Annotated[Path | None, typer.Option("--model", help="A digit .tflite (28x28x1 in, 10 classes out). "
                                                "Default: the model shipped in the package.",
                                                exists=True, dir_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line per image.")] = False,
     min_confidence: Annotated[float, typer.Option(
         "--min-confidence", min=0.0, max=1.0,
-        help="Digits the model is less sure of are not reported (non-digit shapes mostly fall below).")
+        help="Candidates the model is less sure of are not reported (what this rejects: see the README).")
     ] = _DEFAULTS.min_confidence,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Interpreter threads.")] = None,
     save_annotated: Annotated[Path | None, typer.Option(

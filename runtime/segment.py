@@ -1,5 +1,6 @@
 """Find the digits in an ink map: connected components, drop specks / rules / page borders, merge the broken
-strokes of one digit, order left to right. Supported layout: one horizontal line of separate digits.
+strokes of one digit, order left to right. Supported layout: one horizontal line of separate digits
+(several lines are read top to bottom, each left to right, joined with no separator).
 """
 
 from __future__ import annotations
@@ -122,9 +123,9 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
         candidates.append(((x0, y0, x1 - x0, y1 - y0), [keep[k] + 1 for k in ks]))
     top = max(b[3] for b, _ in candidates)
     candidates = [c for c in candidates if c[0][3] >= max(cfg.min_height_px, cfg.min_height_fraction * top)]
-    candidates.sort(key=lambda c: c[0][0] + c[0][2] / 2)
     if len(candidates) > cfg.max_digits:
         return []
+    candidates = [c for line in _lines(candidates) for c in line]
 
     segments = []
     for (x, y, w, h), ids in candidates:
@@ -139,6 +140,24 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
         crop = _clean(crop, threshold, mine)
         segments.append(Segment(box=(x, y, w, h), tile=mnist_normalise(crop)))
     return segments
+
+
+def _lines(candidates: list) -> list[list]:
+    """Group candidates into text lines (a box joins a line its vertical centre falls inside), lines top to
+    bottom, each left to right. One line is the supported layout; this keeps two lines from interleaving."""
+    lines: list[list] = []
+    for c in sorted(candidates, key=lambda c: c[0][1] + c[0][3] / 2):
+        centre = c[0][1] + c[0][3] / 2
+        for line in lines:
+            top = min(b[1] for b, _ in line)
+            bottom = max(b[1] + b[3] for b, _ in line)
+            if top <= centre <= bottom:
+                line.append(c)
+                break
+        else:
+            lines.append([c])
+    lines.sort(key=lambda line: min(b[1] for b, _ in line))
+    return [sorted(line, key=lambda c: c[0][0] + c[0][2] / 2) for line in lines]
 
 
 def _clean(crop: np.ndarray, threshold: int, mine: np.ndarray) -> np.ndarray:

@@ -141,3 +141,15 @@ def test_stroke_width_separates_writing_from_blobs() -> None:
     for kind in ("disk", "square"):
         ink = (shape_mask(kind, rng, 100) * 255).astype(np.uint8)
         assert stroke_width(mnist_normalise(ink)) > 0.7
+
+
+def test_two_lines_are_read_top_to_bottom_not_interleaved() -> None:
+    rng = np.random.default_rng(12)
+    x, _ = synth_digits(4, 3)
+    top, top_boxes = make_photo(list(x[:2]), rng, size=(640, 240))
+    bottom, bottom_boxes = make_photo(list(x[2:]), rng, size=(640, 240))
+    found = segments_of(np.vstack([top, bottom]))
+    assert len(found) == 4
+    want = top_boxes + [(bx, by + 240, bw, bh) for bx, by, bw, bh in bottom_boxes]
+    for seg, truth in zip(found, want, strict=True):
+        assert iou(seg.box, truth) > 0.6, (seg.box, truth)
