@@ -25,9 +25,13 @@ from rich.console import Console
 from rich.table import Table
 
 from converters.errors import ConversionError
+from runtime.cli import classify as classify_command
+from runtime.cli_camera import camera as camera_command
 from runtime.errors import InferenceError
+from toolkit.cli_convert import convert_command
 from toolkit.errors import ToolkitError
-from toolkit.train import TrainConfig  # no TensorFlow at import: it holds the one copy of the defaults
+from toolkit.pipeline import PipelineConfig  # no TensorFlow at import: these hold the one copy of the defaults
+from toolkit.train import TrainConfig
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok · 1 some inputs failed · 2 bad usage or unreadable input · 3 verification gate failed."
@@ -241,21 +245,22 @@ def bench(
 @command()
 def pipeline(
     out: Annotated[Path, typer.Option("--out", help="Folder for every stage's artefacts and report.md.")] = Path(
-        "runs/pipeline"),
+        PipelineConfig.out),
     data_dir: DataDir = None,
-    arch: Annotated[str, typer.Option("--arch", help="Architecture; see `digitkit models`.")] = "seed",
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 40,
+    arch: Annotated[str, typer.Option("--arch", help="Architecture; see `digitkit models`.")] = PipelineConfig.arch,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = PipelineConfig.epochs,
     max_drop: Annotated[float | None, typer.Option(
         "--max-drop", help="Test accuracy the int8 model may lose, in points (default: the converter's).")] = None,
     threads: Annotated[str, typer.Option("--threads", help="Benchmark thread counts, e.g. 1,2.")] = "1",
-    runs: Annotated[int, typer.Option("--runs", min=1, help="Benchmark: timed single-image calls per row.")] = 500,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Benchmark: timed single-image calls per row.")
+                    ] = PipelineConfig.runs,
     force: Annotated[bool, typer.Option("--force", help="Run every stage again, even if finished.")] = False,
 ) -> None:
     """Train -> convert (int8, float32) -> verify -> bench -> classify -> report.md, reusing finished stages."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from toolkit.bench import parse_int_list
-    from toolkit.pipeline import STAGES, PipelineConfig, StageEvent
+    from toolkit.pipeline import STAGES, StageEvent
     from toolkit.pipeline import pipeline as run_pipeline
     from toolkit.pipeline_report import bar_rows, headline_rows
 
@@ -298,16 +303,10 @@ def pipeline(
         raise typer.Exit(3)
 
 
-# --- verbs defined in the other packages' cli modules (one import + register line each) ---
-from toolkit.cli_convert import convert_command  # noqa: E402
-
+# --- verbs defined in other modules: convert (toolkit.cli_convert), classify and camera (runtime) ---
 register(convert_command, "convert")
-from runtime.cli import classify as classify_command  # noqa: E402
-
 register(classify_command, "classify")
-from runtime.cli_camera import camera  # noqa: E402
-
-register(camera, "camera")
+register(camera_command, "camera")
 
 
 def main() -> None:
@@ -317,6 +316,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-from runtime.cli import classify as classify_command  # noqa: E402
-
-register(classify_command, "classify")
