@@ -14,21 +14,13 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from runtime.classifier import Digit
 from runtime.errors import InferenceError
 from runtime.overlay import draw_overlay
 from runtime.smoothing import ReadingSmoother
 
-
-@dataclass(frozen=True)
-class Detection:
-    """One digit in a frame, in full-frame pixels."""
-
-    label: int
-    confidence: float
-    box: tuple[int, int, int, int]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "confidence": round(self.confidence, 4), "box": list(self.box)}
+# One digit in a frame, in full-frame pixels: the same value (and JSON) as a digit read from a file.
+Detection = Digit
 
 
 @dataclass(frozen=True)
