@@ -61,6 +61,32 @@ def test_int8_is_integer_only_with_raw_pixel_input(converted) -> None:
     assert io.input_scale == pytest.approx(1 / 255, rel=1e-3) and io.input_zero_point == 0
 
 
+def test_int8_graph_rewrite_is_the_same_function_and_leaves_no_dynamic_shape_ops(converted, tiny_keras_model: Path,
+                                                                                synth_test_arrays) -> None:
+    """The int8-only rewrite (converters.tflite.int8_graph): first conv via SPACE_TO_DEPTH, static Flatten."""
+    from converters.tflite import int8_graph, load_keras, space_to_depth_kernel, to_float
+
+    model = load_keras(tiny_keras_model)
+    rewritten = int8_graph(model)
+    x = to_float(synth_test_arrays[0][:64])
+    np.testing.assert_allclose(np.asarray(rewritten(x)), np.asarray(model(x)), atol=1e-5)
+    assert rewritten is not model and len(model.layers) == 11  # the source model is untouched
+    # Every filter's taps land once in the rearranged kernel: same values, so same per-channel int8 scales.
+    kernel = np.random.default_rng(0).normal(size=(5, 5, 1, 16)).astype(np.float32)
+    big = space_to_depth_kernel(kernel)
+    assert big.shape == (3, 3, 4, 64)
+    for pos in range(4):
+        block = big[..., pos * 16:(pos + 1) * 16]
+        assert np.count_nonzero(block) == kernel.size
+        np.testing.assert_array_equal(np.abs(block).max(axis=(0, 1, 2)), np.abs(kernel).max(axis=(0, 1, 2)))
+
+    report, _ = converted("int8")
+    assert {"SPACE_TO_DEPTH", "DEPTH_TO_SPACE"} <= set(report.op_counts)
+    assert not {"SHAPE", "STRIDED_SLICE", "PACK"} & set(report.op_counts)
+    float_report, _ = converted("float32")  # float32 keeps the Keras graph as it is
+    assert "SPACE_TO_DEPTH" not in float_report.op_counts
+
+
 @pytest.mark.parametrize("io", ["int8", "float32"])
 def test_int8_other_io_types(converted, io: str) -> None:
     report, path = converted("int8", io)
