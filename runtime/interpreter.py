@@ -123,6 +123,8 @@ class TFLiteModel:
             raise InferenceError(f"{self.path}: output shape {out_shape} does not give "
                                  f"{len(self.metadata.labels)} classes")
         self._batch = shape[0]
+        self._lut_key: tuple[str, float, int] | None = None
+        self._lut = np.zeros(256, dtype=np.float32)
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -137,8 +139,17 @@ class TFLiteModel:
         scale, zero = self._in.get("quantization", (0.0, 0))
         return float(scale), int(zero)
 
+    def _passes_pixels_through(self) -> bool:
+        """True when the input tensor is uint8 with scale 1/255 and zero point 0: quantizing x/255 gives back
+        the pixel itself, so raw pixels go in untouched (the float round trip costs more than the model's
+        first layer on a one-image call)."""
+        scale, zero = self.input_quantization
+        return self.input_dtype == np.uint8 and zero == 0 and abs(scale * 255.0 - 1.0) < 1e-6
+
     def _quantize(self, images: np.ndarray) -> np.ndarray:
         """uint8 pixels (0-255) or floats in [0, 1] -> the input tensor's dtype, from its own parameters."""
+        if images.dtype == np.uint8 and self._passes_pixels_through():
+            return np.ascontiguousarray(images.reshape(-1, *self.metadata.input_size, 1))
         x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
         x = x.reshape(-1, *self.metadata.input_size, 1)
         dtype = self.input_dtype
@@ -151,10 +162,19 @@ class TFLiteModel:
         return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
 
     def _dequantize(self, y: np.ndarray) -> np.ndarray:
-        if np.issubdtype(y.dtype, np.integer):
+        if y.dtype in (np.uint8, np.int8):
+            # A 256-entry table of (q - zero) * scale, computed with the same float32 arithmetic.
+            scale, zero = self._out.get("quantization", (0.0, 0))
+            key = (y.dtype.str, float(scale), int(zero))
+            if self._lut_key != key:
+                codes = np.arange(256, dtype=np.int16) + np.iinfo(y.dtype).min
+                self._lut = (codes.astype(np.float32) - zero) * np.float32(scale)
+                self._lut_key = key
+            y = self._lut[y.astype(np.int16) - np.iinfo(y.dtype).min]
+        elif np.issubdtype(y.dtype, np.integer):
             scale, zero = self._out.get("quantization", (0.0, 0))
             y = (y.astype(np.float32) - zero) * scale
-        y = y.astype(np.float32)
+        y = y.astype(np.float32, copy=False)
         if self.metadata.output != "softmax":
             e = np.exp(y - y.max(axis=-1, keepdims=True))
             y = e / e.sum(axis=-1, keepdims=True)
