@@ -64,6 +64,20 @@ def tiny_int8_tflite(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model:
 
 
 @pytest.fixture(scope="session")
+def real_seed_model(tmp_path_factory: pytest.TempPathFactory, real_data_dir: Path) -> Path:
+    """Slow tests only: the seed network trained with ``digitkit train``'s defaults on the real data
+    (about 5 minutes here); its sidecar holds the training figures."""
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    out = tmp_path_factory.mktemp("real_seed") / "float.keras"
+    result = CliRunner().invoke(app, ["train", "--out", str(out), "--data-dir", str(real_data_dir)])
+    assert result.exit_code == 0, result.output + result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The shared real MNIST (``$DIGITKIT_DATA`` or ../shared/data/mnist); slow tests skip if absent."""
     path = Path(os.environ.get("DIGITKIT_DATA", REPO.parent / "shared" / "data" / "mnist"))

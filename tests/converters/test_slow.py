@@ -10,20 +10,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SEED_MODEL = REPO / "runs" / "seed" / "float.keras"
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def seed_int8(tmp_path_factory: pytest.TempPathFactory, real_data_dir: Path):
-    """The default int8 conversion of runs/seed/float.keras (the default 40-epoch seed model)."""
-    if not SEED_MODEL.is_file():
-        pytest.skip(f"{SEED_MODEL} not found; train it with `digitkit train --out {SEED_MODEL}`")
+def seed_int8(tmp_path_factory: pytest.TempPathFactory, real_data_dir: Path, real_seed_model: Path):
+    """The default int8 conversion of the default seed model trained in this session."""
     from toolkit.convert import convert
 
     out = tmp_path_factory.mktemp("seed_int8") / "int8.tflite"
-    return convert(SEED_MODEL, out, data_dir=str(real_data_dir)), out
+    return convert(real_seed_model, out, data_dir=str(real_data_dir)), out
 
 
 def test_seed_model_meets_the_quality_bar(seed_int8) -> None:
