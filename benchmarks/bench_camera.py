@@ -24,14 +24,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "runtime"))
 
-from videos import mnist_tiles, synth_tiles, write_digit_video  # noqa: E402
+from videos import mnist_tiles, read_frames, synth_tiles, write_digit_video  # noqa: E402
 
 from runtime.camera import CameraConfig, FrameProcessor, run_camera  # noqa: E402
 from runtime.classifier import DEFAULT_MODEL, DigitClassifier  # noqa: E402
@@ -93,14 +92,7 @@ def main(argv: list[str] | None = None) -> CameraBench:
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "bench.avi"
         truth = make_video(video, args.frames)
-        cap = cv2.VideoCapture(str(video))
-        frames = []
-        while True:
-            ok, img = cap.read()
-            if not ok:
-                break
-            frames.append(img)
-        cap.release()
+        frames = read_frames(video)
 
         clf = DigitClassifier(model_path=args.model, threads=1)
         proc = FrameProcessor(clf.classify, smooth=5, draw=True)

@@ -22,14 +22,13 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "runtime"))
 
-from videos import synth_tiles, write_digit_video  # noqa: E402
+from videos import read_frames, synth_tiles, write_digit_video  # noqa: E402
 
 from runtime.camera import CameraConfig, run_camera  # noqa: E402
 from runtime.fileio import atomic_write_json  # noqa: E402
@@ -112,14 +111,7 @@ def main(argv: list[str] | None = None) -> ServerBench:
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "loop.avi"
         write_digit_video(video, ["42", "305", "9186", "7"], synth_tiles(), frames_per_number=8)
-        cap = cv2.VideoCapture(str(video))
-        frames: list[np.ndarray] = []
-        while True:
-            ok, f = cap.read()
-            if not ok:
-                break
-            frames.append(f)
-        cap.release()
+        frames = read_frames(video)
 
     urls: list[str] = []
     started = threading.Event()

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from videos import synth_tiles, write_digit_video
+from videos import read_frames, synth_tiles, write_digit_video
 
 from runtime.camera import CameraConfig, FrameReading, clip_roi, parse_roi, run_camera
 from runtime.capture import FrameGrabber, is_live, parse_source
@@ -36,15 +36,7 @@ def digit_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[st
 
 @pytest.fixture(scope="module")
 def video_frames(digit_video: tuple[Path, list[str]]) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(digit_video[0]))
-    frames = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        frames.append(img)
-    cap.release()
-    return frames
+    return read_frames(digit_video[0])
 
 
 class FakeCamera:

@@ -103,3 +103,17 @@ def write_digit_video(path: str | Path, numbers: list[str], tiles: Tiles, frames
     finally:
         writer.release()
     return truth
+
+
+def read_frames(path: str | Path) -> list[np.ndarray]:
+    """Every frame of a video file, in order."""
+    cap = cv2.VideoCapture(str(path))
+    frames: list[np.ndarray] = []
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return frames
+            frames.append(frame)
+    finally:
+        cap.release()
