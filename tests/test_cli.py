@@ -121,3 +121,14 @@ def test_console_script_runs_for_real(synth_data_dir: Path, tiny_int8_tflite: Pa
     bad = subprocess.run([DIGITKIT, "evaluate", "/nonexistent/model.tflite"], capture_output=True, text=True,
                          env=env, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: model file /nonexistent/model.tflite not found"
+
+
+@pytest.mark.parametrize("missing", ["keras", "tensorflow"])
+def test_training_verbs_on_a_runtime_only_install_say_which_extra_to_install(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, synth_data_dir: Path, missing: str) -> None:
+    monkeypatch.setitem(sys.modules, missing, None)  # `import keras` now fails as on `pip install .`
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "m.keras"), "--data-dir", str(synth_data_dir)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"error: this needs {missing}, which the runtime-only install leaves out; "
+                                     "install the train extra: pip install 'digitkit[train]'")
+    assert not (tmp_path / "m.keras").exists()

@@ -49,6 +49,7 @@ console = Console()
 _state = {"debug": False}
 F = TypeVar("F", bound=Callable[..., Any])
 ERRORS = (ToolkitError, ConversionError, InferenceError)
+TRAIN_EXTRA_MODULES = {"tensorflow", "keras", "matplotlib"}  # what `pip install "digitkit[train]"` adds
 
 
 def guarded(fn: F) -> F:
@@ -63,6 +64,16 @@ def guarded(fn: F) -> F:
                 traceback.print_exc()
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
+        except ModuleNotFoundError as exc:
+            # `pip install .` is the device runtime alone; training, conversion and Keras models need more.
+            root = (exc.name or "").split(".")[0]
+            if root not in TRAIN_EXTRA_MODULES:
+                raise
+            if _state["debug"]:
+                traceback.print_exc()
+            typer.echo(f"error: this needs {root}, which the runtime-only install leaves out; "
+                       "install the train extra: pip install 'digitkit[train]'", err=True)
+            raise typer.Exit(2) from None
         except OSError as exc:  # a disk full or permission problem the library did not anticipate
             if _state["debug"]:
                 traceback.print_exc()
