@@ -14,7 +14,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from runtime.fileio import atomic_write_json
+from runtime.fileio import atomic_write_json, temp_beside
 from runtime.interpreter import sidecar_path
 
 from converters.data import ConversionData
@@ -35,12 +35,6 @@ def layers_path(out: str | os.PathLike[str]) -> Path:
     """``int8.tflite`` -> ``int8.layers.json``: the --debug-layers report."""
     out = Path(out)
     return out.with_name(f"{out.stem}.layers.json")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _probe_writable(folder: Path) -> bool:
@@ -109,12 +103,11 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
     out = check_out(out)
     source = Path(model)
     keras_model = load_keras(source)
-    cdata = data
     int8 = config.mode == "int8"
     io = config.resolved_io
 
     start = time.perf_counter()
-    flat = convert_keras(keras_model, config.mode, io, cdata.calibration if int8 else None)
+    flat = convert_keras(keras_model, config.mode, io, data.calibration if int8 else None)
     conversion_seconds = time.perf_counter() - start
     float32_bytes = len(flat) if config.mode == "float32" else len(convert_keras(keras_model, "float32"))
 
@@ -127,18 +120,16 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
     io_info = read_io(flat)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.tmp.", suffix=".tflite", dir=out.parent)
-    tmp = Path(tmp_name)
+    tmp = temp_beside(out)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a model should read like any other file
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:
             fh.write(flat)
             fh.flush()
             os.fsync(fh.fileno())
         start = time.perf_counter()
-        result = verify(keras_model, tmp, cdata.x_test, cdata.y_test, threads=config.threads)
+        result = verify(keras_model, tmp, data.x_test, data.y_test, threads=config.threads)
         verification_seconds = time.perf_counter() - start
-        layers = layer_errors(keras_model, cdata.calibration, cdata.debug_images) if config.debug_layers else None
+        layers = layer_errors(keras_model, data.calibration, data.debug_images) if config.debug_layers else None
 
         passed = result.drop_pp <= config.max_drop
         kept = rejected_path(out) if not passed and config.keep_rejected else None
@@ -146,7 +137,7 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
             model_path=str(out), source_model=str(source), mode=config.mode, io=io,
             input_dtype=io_info.input_dtype, input_scale=io_info.input_scale,
             input_zero_point=io_info.input_zero_point, output_dtype=io_info.output_dtype,
-            calibration_samples=int(len(cdata.calibration)) if int8 else 0,
+            calibration_samples=int(len(data.calibration)) if int8 else 0,
             test_size=result.test_size, float_accuracy=result.float_accuracy,
             converted_accuracy=result.converted_accuracy, drop_pp=result.drop_pp, agreement=result.agreement,
             max_drop_pp=config.max_drop, passed=passed, size_bytes=len(flat), float32_tflite_bytes=float32_bytes,
@@ -161,7 +152,7 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
                                                  "layers": [layer.to_dict() for layer in layers]})
         target = out if passed else kept
         if target is not None:
-            provenance = {**cdata.provenance(), "calibration_seed": config.calibration_seed,
+            provenance = {**data.provenance(), "calibration_seed": config.calibration_seed,
                           "calibration_from": f"training split (validation fraction {config.val_fraction} "
                                               "held out, seed 0, as `digitkit train`)"}
             atomic_write_json(sidecar_path(target), sidecar(report, source, provenance, config.to_dict()))

@@ -18,6 +18,18 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def temp_beside(target: str | os.PathLike[str], suffix: str | None = None) -> Path:
+    """Create an empty temp file in ``target``'s folder (same suffix unless given), readable like any file;
+    the caller renames it onto ``target`` with ``os.replace`` or deletes it."""
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp.",
+                                    suffix=suffix if suffix is not None else target.suffix, dir=folder)
+    os.close(fd)
+    os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; a model or report should read like any file
+    return Path(tmp_name)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temp path beside ``target``; on success fsync and rename it onto ``target``.
@@ -32,14 +44,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
         the target is left as it was.
     """
     target = Path(target)
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.tmp.", suffix=suffix if suffix is not None else target.suffix,
-        dir=folder,
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a model or report should read like any file
+    tmp = temp_beside(target, suffix)
     try:
         yield tmp
         if tmp.exists():
