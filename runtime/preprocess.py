@@ -36,25 +36,62 @@ class InkMap:
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
-    """Any image OpenCV or numpy hands over (gray, BGR, BGRA; uint8, uint16 or float 0-1) -> uint8 gray.
+    """Any image OpenCV or numpy hands over (gray, BGR, BGRA; uint8, uint16, other integers, bool, or float
+    0-1 or 0-255) -> uint8 gray of the same height and width.
+
+    Floats are scaled by 255 when their finite values are all <= 1; NaN and -inf count as black, +inf as
+    white. Other integers are clipped to 0-255; a bool mask is 0 / 255.
 
     Raises:
-        InferenceError: the array is not an image (wrong rank, empty, or more than 4 channels).
+        InferenceError: the array is not an image (wrong rank, empty, more than 4 channels, or not numbers).
     """
     img = np.asarray(image)
+    if img.dtype.kind not in "buif":  # complex, str, object, datetime: no pixel values
+        raise InferenceError(f"not an image: array of dtype {img.dtype} (shape {img.shape}); "
+                             "expected numbers (uint8, uint16, float, ...)")
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.size == 0 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)):
         raise InferenceError(f"not an image: array of shape {img.shape}; expected (H, W), (H, W, 3) or (H, W, 4)")
     if img.dtype != np.uint8:
-        if np.issubdtype(img.dtype, np.floating):
-            img = np.clip(np.nan_to_num(img) * (255.0 if img.max(initial=0) <= 1.0 else 1.0), 0, 255)
-        elif img.dtype == np.uint16:
-            img = img / 257.0
-        img = np.clip(img, 0, 255).astype(np.uint8)
+        img = _to_uint8(img)
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY if img.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
     return np.ascontiguousarray(img)
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.bool_:
+        return img.astype(np.uint8) * np.uint8(255)
+    if img.dtype.kind == "f":
+        # In the array's own float type, so a float32 picture converts exactly as before; clipped before
+        # scaling so huge values cannot overflow to inf.
+        finite = np.isfinite(img)
+        if finite.all():
+            x, top = img, float(img.max())
+        else:  # NaN and -inf are black, +inf white, and none of them decides the scale
+            x = np.where(finite, img, np.where(img > 0, img.dtype.type(np.inf), img.dtype.type(0)))
+            top = float(img[finite].max(initial=0))
+        x = np.clip(x, 0, 1) * img.dtype.type(255) if top <= 1.0 else np.clip(x, 0, 255)
+        return x.astype(np.uint8)
+    if img.dtype == np.uint16:
+        return np.clip(img / 257.0, 0, 255).astype(np.uint8)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def require_gray(gray: np.ndarray, who: str, allow_empty: bool = False) -> None:
+    """Refuse, with the fix, what the uint8 gray functions would otherwise fail on deep inside OpenCV.
+
+    Raises:
+        InferenceError: ``gray`` is not a 2-D uint8 array (or is empty, unless ``allow_empty``).
+    """
+    if (not isinstance(gray, np.ndarray) or gray.dtype != np.uint8 or gray.ndim != 2
+            or (gray.size == 0 and not allow_empty)):
+        shape = getattr(gray, "shape", None)
+        dtype = getattr(gray, "dtype", type(gray).__name__)
+        raise InferenceError(f"{who} needs a {'' if allow_empty else 'non-empty '}uint8 (H, W) gray image, "
+                             f"got {dtype} of shape {shape}; "
+                             "convert it with runtime.preprocess.to_gray")
 
 
 def _odd(n: float) -> int:
@@ -73,6 +110,7 @@ def _small(gray: np.ndarray) -> np.ndarray:
 def detect_polarity(gray: np.ndarray) -> str:
     """"dark-on-light" (ink on paper) or "light-on-dark" (chalk, MNIST): ink is the minority that stands
     out from its neighbourhood, so compare how far dark and light outliers reach from a local median."""
+    require_gray(gray, "detect_polarity")
     small = _small(gray)
     k = min(_odd(max(small.shape) * 0.4), 255)
     diff = small.astype(np.int16) - cv2.medianBlur(small, k).astype(np.int16)
@@ -96,7 +134,11 @@ def ink_map(gray: np.ndarray, polarity: str = "auto", min_contrast: int = 40) ->
         gray: uint8 grayscale image.
         polarity: "auto", "dark-on-light" or "light-on-dark".
         min_contrast: the faintest ink accepted, as (paper - ink) / paper * 255.
+
+    Raises:
+        InferenceError: ``gray`` is not a non-empty uint8 (H, W) array, or ``polarity`` is unknown.
     """
+    require_gray(gray, "ink_map")
     if polarity == "auto":
         polarity = detect_polarity(gray)
     elif polarity not in ("dark-on-light", "light-on-dark"):
@@ -113,8 +155,10 @@ def ink_map(gray: np.ndarray, polarity: str = "auto", min_contrast: int = 40) ->
     median = cv2.medianBlur(small, min(k, 255))
     bg_small = cv2.blur(np.minimum(closed, median), (k // 2 | 1, k // 2 | 1), borderType=cv2.BORDER_REPLICATE)
     bg = bg_small if bg_small.shape == paper.shape else cv2.resize(bg_small, (w, h), interpolation=cv2.INTER_LINEAR)
-    bgf = np.maximum(bg.astype(np.float32), 16.0)
-    signed = (bgf - paper.astype(np.float32)) * (255.0 / bgf)
+    # Relative to the paper, floored at 16 only as the divisor: on near-black "paper" a floor in the
+    # difference too would turn every pixel darker than 16 into ink (a black page into one big digit).
+    bgf = bg.astype(np.float32)
+    signed = (bgf - paper.astype(np.float32)) * (255.0 / np.maximum(bgf, 16.0))
     ink = np.clip(signed, 0, 255).astype(np.uint8)
 
     # The paper's noise, from the signed residual (the clipped one is mostly zeros).
@@ -122,7 +166,7 @@ def ink_map(gray: np.ndarray, polarity: str = "auto", min_contrast: int = 40) ->
     med = float(np.median(sample))
     noise = 1.4826 * float(np.median(np.abs(sample - med)))
     otsu, _ = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    threshold = int(max(otsu, med + 6.0 * noise, min_contrast))
+    threshold = int(max(otsu, med + 6.0 * noise, min_contrast, 1))  # ink 0 is paper, whatever min_contrast
     return InkMap(ink=ink, polarity=polarity, threshold=threshold, noise=noise)
 
 
@@ -130,8 +174,10 @@ def mnist_normalise(ink: np.ndarray, size: int = 28, box: int = 20) -> np.ndarra
     """One digit's ink crop (0 = background) -> a ``size`` x ``size`` uint8 tile the MNIST way.
 
     The ink's bounding box is scaled (aspect kept) so its longer side is ``box`` pixels, placed on a
-    black canvas, and shifted by whole pixels so its centre of mass is at the centre.
+    black canvas, and shifted by whole pixels so its centre of mass is at the centre. An empty or
+    all-zero crop gives a black tile.
     """
+    require_gray(ink, "mnist_normalise", allow_empty=True)
     ys, xs = np.nonzero(ink)
     out = np.zeros((size, size), dtype=np.uint8)
     if len(xs) == 0:
@@ -162,11 +208,12 @@ def as_mnist_tile(gray: np.ndarray, blank_contrast: int = 40) -> np.ndarray | No
     subtracted and the ink stretched to 0-255, which leaves a real MNIST tile (and its inverse) exactly
     as it was.
     """
+    require_gray(gray, "as_mnist_tile")
     border = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
     tile = cv2.bitwise_not(gray) if float(np.mean(border)) > 127 else gray
     bg = int(np.median(np.concatenate([tile[0], tile[-1], tile[1:-1, 0], tile[1:-1, -1]])))
     top = int(tile.max())
-    if top - bg < blank_contrast:
+    if top - bg < max(blank_contrast, 1):  # no contrast at all is blank even when blank_contrast is 0
         return None
     if bg == 0 and top == 255:
         return tile

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from runtime.preprocess import mnist_normalise
+from runtime.preprocess import mnist_normalise, require_gray
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,11 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
 
     Returns:
         One :class:`Segment` per digit candidate; empty for a blank picture.
+
+    Raises:
+        InferenceError: ``ink`` is not a uint8 (H, W) array.
     """
+    require_gray(ink, "find_digits", allow_empty=True)
     cfg = config or SegmentConfig()
     H, W = ink.shape
     binary = (ink >= threshold).astype(np.uint8)

@@ -10,12 +10,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from synth import synth_digits, write_idx_folder  # noqa: E402  (tests/ is on pythonpath, see pyproject)
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Hypothesis: a modest "ci" profile by default; `HYPOTHESIS_PROFILE=long` for the long fuzz run. No deadline:
+# the machines are shared and a slow example is a benchmark question, not a failure. Tests that pin their
+# own max_examples keep it under either profile.
+settings.register_profile("ci", max_examples=200, deadline=None)
+settings.register_profile("long", max_examples=20_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")
