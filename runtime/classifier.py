@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from runtime.errors import InferenceError
+from runtime.images import DEFAULT_MAX_PIXELS, read_image
 from runtime.interpreter import TFLiteModel
 from runtime.preprocess import as_mnist_tile, ink_map, stroke_width, to_gray
 from runtime.segment import Segment, SegmentConfig, find_digits
@@ -42,13 +43,14 @@ class ClassifyConfig:
     max_stroke: float = 0.62  # widest stroke / digit box; wider is a blob, not writing (MNIST max: 0.60)
     batch_size: int = 64  # digit tiles per interpreter call
     max_side: int = 1280  # bigger pictures are scaled down first (boxes are reported in the original pixels)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # a file whose header claims more is refused before decoding
     segment: SegmentConfig = field(default_factory=SegmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_path": self.model_path, "min_confidence": self.min_confidence, "threads": self.threads,
                 "backend": self.backend, "polarity": self.polarity, "min_contrast": self.min_contrast,
                 "max_stroke": self.max_stroke,
-                "batch_size": self.batch_size, "max_side": self.max_side}
+                "batch_size": self.batch_size, "max_side": self.max_side, "max_pixels": self.max_pixels}
 
 
 @dataclass(frozen=True)
@@ -89,41 +91,48 @@ class ReadError:
 Source = str | os.PathLike[str] | np.ndarray
 
 
-def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str | ReadError]:
-    """Files, folders (recursively: files with an image suffix, sorted) and glob patterns -> file paths.
+def _images_under(folder: str) -> Iterator[str | ReadError]:
+    """Image files under ``folder`` in the order of their sorted full paths, listing one folder at a time
+    (a folder of a million files costs one listing, never a list of every path below it)."""
+    try:
+        with os.scandir(folder) as it:
+            # "sub/" sorts like the paths inside it would: "a.png" < "a/x.png", as in sorted(rglob(...)).
+            names = sorted(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name for e in it)
+    except OSError as exc:  # a subfolder we may not list: say so, go on with the rest
+        yield ReadError(folder, f"cannot list this folder: {exc.strerror or exc}")
+        return
+    for name in names:
+        if name.endswith("/"):
+            yield from _images_under(os.path.join(folder, name[:-1]))
+        elif os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and os.path.isfile(path := os.path.join(folder, name)):
+            yield path
+
+
+def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str | ReadError]:
+    """Files, folders (recursively: files with an image suffix, sorted) and glob patterns -> file paths,
+    lazily: memory does not grow with the number of files.
 
     A path that does not exist, or a glob or folder that holds no image, becomes a :class:`ReadError`.
     """
     import glob
 
-    out: list[str | ReadError] = []
     for raw in paths:
         text = os.fspath(raw)
         p = Path(text)
         if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-            out.extend(found or [ReadError(text, f"no images ({', '.join(IMAGE_SUFFIXES[:5])}, ...) in folder")])
+            found = False
+            for item in _images_under(str(p)):
+                found = found or isinstance(item, str)
+                yield item
+            if not found:
+                yield ReadError(text, f"no images ({', '.join(IMAGE_SUFFIXES[:5])}, ...) in folder")
         elif p.exists():
-            out.append(text)
+            yield text
         elif glob.has_magic(text):
-            found = sorted(f for f in glob.glob(text, recursive=True) if Path(f).is_file())
-            out.extend(found or [ReadError(text, "no file matches this pattern")])
+            matches = sorted(f for f in glob.glob(text, recursive=True) if Path(f).is_file())
+            yield from matches or [ReadError(text, "no file matches this pattern")]
         else:
-            out.append(ReadError(text, "no such file or folder"))
-    return out
-
-
-def read_image(path: str | os.PathLike[str], color: bool = False) -> np.ndarray:
-    """Load an image file (anything OpenCV decodes) as uint8 gray, or BGR when ``color``.
-
-    Raises:
-        InferenceError: the file is missing or not a decodable image.
-    """
-    data = np.fromfile(path, dtype=np.uint8)  # imdecode also handles non-ASCII paths, unlike imread
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE) if data.size else None
-    if img is None:
-        raise InferenceError(f"{path}: not an image OpenCV can read (PNG, JPEG, BMP, WebP, TIFF)")
-    return img
+            yield ReadError(text, "no such file or folder")
 
 
 class DigitClassifier:
@@ -212,25 +221,29 @@ class DigitClassifier:
         pending: list[tuple[Reading | ReadError | str, list[Segment], np.ndarray | None]] = []
         n_tiles = 0
         for i, src in enumerate(sources):
-            if isinstance(src, ReadError):
-                pending.append((src, [], None))
-                continue
-            name = f"<array {i}>" if isinstance(src, np.ndarray) else os.fspath(src)
-            try:
-                img = src if isinstance(src, np.ndarray) else read_image(src, color=keep_images)
-                segments = self.segment(img)
-            except InferenceError as exc:
-                pending.append((ReadError(name, str(exc).removeprefix(f"{name}: ")), [], None))
-                continue
-            except OSError as exc:  # a folder, a permission problem, a file gone since it was listed
-                pending.append((ReadError(name, exc.strerror or str(exc)), [], None))
-                continue
-            pending.append((name, segments, img if keep_images else None))
+            item, segments, img = self._prepare(i, src, keep_images)
+            pending.append((item, segments, img if keep_images else None))
             n_tiles += len(segments)
-            if n_tiles >= self.config.batch_size:
+            # Also bounded in images: blank pages and bad files add no tiles, and must not pile up (with
+            # their decoded images when keep_images) until a batch of tiles fills.
+            if n_tiles >= self.config.batch_size or len(pending) >= self.config.batch_size:
                 yield from self._flush(pending, keep_images)
                 pending, n_tiles = [], 0
         yield from self._flush(pending, keep_images)
+
+    def _prepare(self, i: int, src: Source | ReadError,
+                 keep_images: bool) -> tuple[str | ReadError, list[Segment], np.ndarray | None]:
+        """One source -> (its name, its digit candidates, its image), or (ReadError, [], None)."""
+        if isinstance(src, ReadError):
+            return src, [], None
+        name = f"<array {i}>" if isinstance(src, np.ndarray) else os.fspath(src)
+        try:
+            img = src if isinstance(src, np.ndarray) else read_image(src, keep_images, self.config.max_pixels)
+            return name, self.segment(img), img
+        except InferenceError as exc:
+            return ReadError(name, str(exc).removeprefix(f"{name}: ")), [], None
+        except OSError as exc:  # a folder, a permission problem, a file gone since it was listed
+            return ReadError(name, exc.strerror or str(exc)), [], None
 
     def _flush(self, pending: list[tuple[Any, list[Segment], np.ndarray | None]],
                keep_images: bool) -> Iterator[Any]:
@@ -245,7 +258,7 @@ class DigitClassifier:
 
     def probabilities(self, image: Source) -> tuple[list[Segment], np.ndarray]:
         """The candidates of one image and the model's full probability rows for them (no threshold)."""
-        img = image if isinstance(image, np.ndarray) else read_image(image)
+        img = image if isinstance(image, np.ndarray) else read_image(image, max_pixels=self.config.max_pixels)
         segments = self.segment(img)
         if not segments:
             return [], np.zeros((0, len(self.model.metadata.labels)), np.float32)

@@ -3,7 +3,9 @@ import toolkit); the work is done by :func:`runtime.classifier.classify`."""
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -32,13 +34,19 @@ def classify(
         file_okay=False)] = None,
     backend: Annotated[str | None, typer.Option(
         "--backend", help="litert or tflite-runtime (default: the first installed).")] = None,
+    max_pixels: Annotated[int, typer.Option(
+        "--max-pixels", min=1,
+        help="Refuse a file whose header claims more pixels than this, before decoding it (default: Pillow's "
+             "limit, 89.5 MP: a 48 MP phone photo passes, a decompression bomb does not).")
+    ] = _DEFAULTS.max_pixels,
 ) -> None:
     """Read the handwritten digits in images (one line of digits per image), with no TensorFlow.
 
-    Exit code 1 if any input could not be read (the others are still read and printed).
+    Exit code 1 if any input could not be read (the others are still read and printed, each bad file with
+    its own one-line error).
     """
     config = ClassifyConfig(model_path=str(model) if model else None, min_confidence=min_confidence,
-                            threads=threads, backend=backend)
+                            threads=threads, backend=backend, max_pixels=max_pixels)
     results = run_classify(paths, config, annotate_dir=save_annotated)
     failed = 0
     if as_json:
@@ -51,21 +59,32 @@ def classify(
         raise typer.Exit(1)
 
 
-def _table(results: object) -> int:
-    from rich.console import Console
-    from rich.table import Table
+_HEAD_ROWS = 256  # rows looked at to size the file column; the rest stream through with that width
 
-    table = Table(title="digitkit classify")
-    table.add_column("file")
-    table.add_column("reading", justify="right")
-    table.add_column("confidences")
-    failed = 0
-    for r in results:  # type: ignore[attr-defined]
+
+def _table(results: Iterable[Reading | ReadError]) -> int:
+    """Print file | reading | confidences (or the error) row by row, as results arrive: a rich Table would
+    hold every row until the end, and memory must not grow with the number of files."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False, soft_wrap=True)
+    it = iter(results)
+    head = list(itertools.islice(it, _HEAD_ROWS))
+    width = max([len("file"), *(len(r.path) for r in head)])
+    console.print(f"[bold]{'file':<{width}}  {'reading':>8}  confidences[/bold]")
+    failed = images = digits = 0
+    for r in itertools.chain(head, it):
+        images += 1
+        path = escape(r.path) + " " * max(0, width - len(r.path))
         if isinstance(r, Reading):
+            digits += len(r.digits)
             conf = " ".join(f"{d.confidence:.2f}" for d in r.digits)
-            table.add_row(r.path, r.text or "[dim](no digits)[/dim]", conf)
+            text = f"{r.text:>8}" if r.text else " [dim]no digits[/dim]"  # "no digits" is 9 wide, right-aligned
+            console.print(f"{path}  {text}  {conf}")
         else:
             failed += 1
-            table.add_row(r.path, "[red]error[/red]", f"[red]{r.error}[/red]")
-    Console().print(table)
+            console.print(f"{path}     [red]error  {escape(r.error)}[/red]")
+    plural = lambda n, word: f"{n} {word}{'s' * (n != 1)}"  # noqa: E731
+    console.print(f"{plural(images, 'file')}: {images - failed} read ({plural(digits, 'digit')}), {failed} failed")
     return failed
