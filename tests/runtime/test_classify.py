@@ -247,3 +247,18 @@ def test_big_photos_are_scaled_down_and_boxes_come_back_in_original_pixels(
     for d, (x, y, w, h) in zip(r.digits, boxes, strict=True):
         assert abs(d.box[0] - 5 * x) < 40 and abs(d.box[1] - 5 * y) < 40
         assert abs(d.box[2] - 5 * w) < 60 and abs(d.box[3] - 5 * h) < 60
+
+
+def test_folders_are_walked_lazily_in_sorted_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for rel in ("a.png", "a/x.png", "a-b.png", "a/b/c.jpg", "a.b/y.PNG", "B.png", "z/notes.txt", "_.png", "a/ü.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    want = sorted(str(f) for f in tmp_path.rglob("*") if f.suffix.lower() in classifier_mod.IMAGE_SUFFIXES)
+    assert list(expand_paths([tmp_path])) == want  # the order sorted(rglob) gave, "a.png" before "a/x.png"
+    listed = []
+    real = classifier_mod.os.scandir
+    monkeypatch.setattr(classifier_mod.os, "scandir", lambda p: listed.append(p) or real(p))
+    walk = expand_paths([tmp_path])
+    assert next(walk) == str(tmp_path / "B.png") and listed == [str(tmp_path)]  # one folder listed so far
+    assert [type(r) for r in expand_paths([tmp_path / "empty"])] == [ReadError]
