@@ -4,6 +4,7 @@ batches through it, quantizing inputs and dequantizing outputs from the tensors'
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import InferenceError
+from runtime.modelcheck import check_model, output_is_softmax
 
 BACKENDS = ("litert", "tflite-runtime")
 _MODULES = {"litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
@@ -91,6 +93,50 @@ def load_interpreter_class(backend: str | None = None) -> tuple[str, Any]:
     )
 
 
+_INPUT_TYPES = (np.float32, np.uint8, np.int8)
+_OUTPUT_TYPES = (np.float32, np.uint8, np.int8, np.int16)
+
+
+def read_model(path: Path) -> bytes:
+    """The model file's bytes, read once: what is checked is what gets loaded."""
+    if not path.is_file():
+        raise InferenceError(f"model file {path} not found; pass --model FILE.tflite")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InferenceError(f"{path}: cannot read the model ({exc.strerror or exc})") from None
+    if not data:
+        raise InferenceError(f"{path}: the model file is empty")
+    return data
+
+
+def open_interpreter(path: str | os.PathLike[str], backend: str | None = None,
+                     threads: int | None = None) -> tuple[str, Any, bytes]:
+    """Load a .tflite into an allocated interpreter, but only once it is known not to crash this process
+    (see :mod:`runtime.modelcheck`).
+
+    Returns:
+        (backend name, interpreter, the model's bytes).
+
+    Raises:
+        InferenceError: missing, unreadable or malformed file, or no interpreter installed.
+    """
+    path = Path(path)
+    data = read_model(path)
+    name, interpreter_cls = load_interpreter_class(backend)
+    check_model(data, _MODULES[name], path)
+    try:
+        interp = interpreter_cls(model_content=data, num_threads=threads)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise InferenceError(f"{path}: not a loadable TFLite model ({_first_line(exc)})") from None
+    return name, interp, data
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 class TFLiteModel:
     """One loaded .tflite model. ``predict_proba`` takes images in MNIST polarity and gives probabilities.
 
@@ -103,25 +149,33 @@ class TFLiteModel:
     def __init__(self, model_path: str | os.PathLike[str], backend: str | None = None,
                  threads: int | None = None) -> None:
         self.path = Path(model_path)
-        if not self.path.is_file():
-            raise InferenceError(f"model file {self.path} not found; pass --model FILE.tflite")
-        self.backend, interpreter_cls = load_interpreter_class(backend)
+        self.backend, self._interp, data = open_interpreter(self.path, backend, threads)
         self.threads = threads
-        try:
-            self._interp = interpreter_cls(model_path=str(self.path), num_threads=threads)
-            self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise InferenceError(f"{self.path}: not a loadable TFLite model ({str(exc).splitlines()[0]})") from None
         self.metadata = read_metadata(self.path)
-        self._in = self._interp.get_input_details()[0]
-        self._out = self._interp.get_output_details()[0]
+        if not sidecar_path(self.path).is_file() and not output_is_softmax(data):
+            # No sidecar to say what the output is, and no SOFTMAX makes it: logits, so normalise them.
+            self.metadata = dataclasses.replace(self.metadata, output="logits")
+        inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
+        if len(inputs) != 1 or not outputs:
+            raise InferenceError(f"{self.path}: the model has {len(inputs)} inputs and {len(outputs)} outputs; "
+                                 "a digit model has one image input and a class output")
+        self._in, self._out = inputs[0], outputs[0]
         shape = tuple(int(s) for s in self._in["shape"])
         if len(shape) != 4 or shape[1:] != (*self.metadata.input_size, 1):
             raise InferenceError(f"{self.path}: input shape {shape} is not (N, 28, 28, 1); not a digit model")
         out_shape = tuple(int(s) for s in self._out["shape"])
-        if out_shape[-1] != len(self.metadata.labels):
+        if not out_shape or out_shape[-1] != len(self.metadata.labels):
             raise InferenceError(f"{self.path}: output shape {out_shape} does not give "
                                  f"{len(self.metadata.labels)} classes")
+        for what, details, allowed in (("input", self._in, _INPUT_TYPES), ("output", self._out, _OUTPUT_TYPES)):
+            dtype = np.dtype(details["dtype"])
+            if dtype not in allowed:
+                raise InferenceError(f"{self.path}: {what} type {dtype} is not supported; "
+                                     f"expected one of {', '.join(str(np.dtype(t)) for t in allowed)}")
+            scale = details.get("quantization", (0.0, 0))[0]
+            if dtype.kind in "iu" and not (np.isfinite(scale) and scale > 0):
+                raise InferenceError(f"{self.path}: integer {what} tensor without a usable quantization "
+                                     f"scale ({scale}); re-convert the model")
         self._batch = shape[0]
         self._cache_details()
 
@@ -209,10 +263,18 @@ class TFLiteModel:
             bucket = min(1 << max(rows - 1, 0).bit_length(), max(batch_size, rows))
             if bucket > rows:
                 chunk = np.concatenate([chunk, np.zeros((bucket - rows, *chunk.shape[1:]), chunk.dtype)])
-            self._resize(bucket)
-            self._interp.set_tensor(self._in_index, chunk)
-            self._interp.invoke()
-            out[start:start + rows] = self._dequantize(self._interp.get_tensor(self._out_index)[:rows])
+            try:
+                self._resize(bucket)
+                self._interp.set_tensor(self._in_index, chunk)
+                self._interp.invoke()
+                y = self._interp.get_tensor(self._out_index)
+            except (ValueError, RuntimeError) as exc:
+                raise InferenceError(f"{self.path}: the model failed on a batch of {bucket} "
+                                     f"({_first_line(exc)})") from None
+            if y.ndim < 1 or y.shape[0] != bucket or y.size != bucket * out.shape[1]:
+                raise InferenceError(f"{self.path}: output shape {y.shape} for a batch of {bucket}; "
+                                     f"expected ({bucket}, {out.shape[1]})")
+            out[start:start + rows] = self._dequantize(y.reshape(bucket, -1)[:rows])
         return out
 
     def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
