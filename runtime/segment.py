@@ -73,6 +73,8 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
     require_gray(ink, "find_digits", allow_empty=True)
     cfg = config or SegmentConfig()
     H, W = ink.shape
+    if H == 0 or W == 0:
+        return []  # OpenCV's connected components crash the process (SIGSEGV) on an empty image
     binary = (ink >= threshold).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     if n <= 1:
