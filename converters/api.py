@@ -14,7 +14,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from runtime.fileio import atomic_write_json, temp_beside
+from runtime.fileio import atomic_write_json, fsync_dir, temp_beside
 from runtime.interpreter import sidecar_path
 
 from converters.data import ConversionData
@@ -157,6 +157,7 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
                                               "held out, seed 0, as `digitkit train`)"}
             atomic_write_json(sidecar_path(target), sidecar(report, source, provenance, config.to_dict()))
             os.replace(tmp, target)
+            fsync_dir(target.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -1,12 +1,15 @@
 """Atomic writes: every file digitkit writes goes to a temp file in the target folder, then is renamed.
 
-A kill -9 mid-write leaves either the old file or the new one, never a truncated one. The toolkit and
-the converters import these helpers from here (imports flow toolkit -> converters -> runtime).
+A kill -9 mid-write leaves either the old file or the new one, never a truncated one; at most a hidden
+``.NAME.tmp.PID.*`` temp file stays behind, which the next write of NAME (and ``digitkit pipeline`` for its
+whole folder) deletes. The toolkit and the converters import these helpers from here (imports flow
+toolkit -> converters -> runtime).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -18,16 +21,82 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+TEMP_MARK = ".tmp."  # temp files are ".NAME.tmp.PID.RANDOM.SUFFIX": hidden, and named for their target and writer
+
+
 def temp_beside(target: str | os.PathLike[str], suffix: str | None = None) -> Path:
     """Create an empty temp file in ``target``'s folder (same suffix unless given), readable like any file;
-    the caller renames it onto ``target`` with ``os.replace`` or deletes it."""
+    the caller renames it onto ``target`` with ``os.replace`` or deletes it.
+
+    The name carries the writer's process id, so the temp files a killed writer left for the same target
+    are deleted here first (see :func:`remove_stale_temps`).
+    """
     target = Path(target)
     folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp.",
+    remove_stale_temps(folder, target.name)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}{os.getpid()}.",
                                     suffix=suffix if suffix is not None else target.suffix, dir=folder)
     os.close(fd)
     os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; a model or report should read like any file
     return Path(tmp_name)
+
+
+def _writer_pid(name: str) -> int | None:
+    """The process id in a temp file name made by :func:`temp_beside`, or None if it is not one."""
+    if not name.startswith(".") or TEMP_MARK not in name:
+        return None
+    pid = name.rsplit(TEMP_MARK, 1)[1].split(".", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], target_name: str | None = None,
+                       recursive: bool = False) -> list[Path]:
+    """Delete the temp files that writers killed mid-write (kill -9, power cut) left in ``folder``.
+
+    Only files named like :func:`temp_beside`'s (``.NAME.tmp.PID.*``) whose process is gone are removed,
+    so a concurrent writer's temp file is left alone. (Folders written at once from several machines or
+    PID namespaces could see another host's live temp as stale; its writer then fails, it never corrupts.)
+
+    Args:
+        folder: where to look.
+        target_name: only the temps of this file name; None = every target's.
+        recursive: also look in sub-folders.
+
+    Returns:
+        The removed paths.
+    """
+    folder = Path(folder)
+    pattern = f".{glob.escape(target_name)}{TEMP_MARK}*" if target_name else f".*{TEMP_MARK}*"
+    removed = []
+    try:
+        found = list(folder.rglob(pattern) if recursive else folder.glob(pattern))
+    except OSError:
+        return removed
+    for path in found:
+        pid = _writer_pid(path.name)
+        if pid is None or _alive(pid) or not path.is_file():
+            continue
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def is_temp(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a temp file of :func:`temp_beside` (live or stale): never an output to read."""
+    return _writer_pid(Path(path).name) is not None
 
 
 @contextlib.contextmanager
@@ -51,9 +120,24 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, target)
+        fsync_dir(target.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Make a rename in ``folder`` durable across a power cut (best effort: not every OS can fsync a folder)."""
+    try:
+        fd = os.open(folder if str(folder) else ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:

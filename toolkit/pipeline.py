@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime.fileio import atomic_write_json
+from runtime.fileio import atomic_write_json, remove_stale_temps
 from toolkit.errors import ToolkitError
 from toolkit.train import TrainConfig
 
@@ -144,6 +144,7 @@ def _check(config: PipelineConfig) -> Path:
         raise ToolkitError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
     if not os.access(out, os.W_OK):
         raise ToolkitError(f"--out {out}: folder is not writable; choose another --out")
+    remove_stale_temps(out, recursive=True)  # what an earlier run killed mid-write left behind
     return out
 
 

@@ -160,7 +160,8 @@ def run_classify(ctx: Context) -> tuple[list[str], dict[str, Any]]:
     strip = paper_strip(tiles)
     line = clf.classify(strip)
     with atomic_path(ctx.out / "classify_strip.png") as tmp:
-        cv2.imwrite(str(tmp), strip)
+        if not cv2.imwrite(str(tmp), strip):  # an empty temp file must not be renamed into place
+            raise OSError(f"OpenCV could not write {tmp}")
     captions = [f"read {d['read'] or '-'}" + ("" if d["read"] == str(d["true"]) else f" (true {d['true']})")
                 for d in digits]
     plot_digit_grid(tiles, captions, "the int8 model reading test digits through the runtime classifier",
