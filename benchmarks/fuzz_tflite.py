@@ -89,9 +89,13 @@ class Mutator:
         data = bytearray(self.models[k])
         kinds = r.choices(["bitflip", "byteset", "truncate", "chunk", "splice", "targeted"],
                           weights=[2, 1, 1, 1, 1, 4], k=r.choice((1, 1, 1, 2, 3)))
+        done = []
         for kind in kinds:
+            if not data:  # truncated to nothing: no later mutation has bytes to work on
+                break
             data = getattr(self, "_" + kind)(data, k)
-        return "+".join(kinds), bytes(data)
+            done.append(kind)
+        return "+".join(done), bytes(data)
 
     def _pos(self, data: bytearray) -> int:
         # Half the time near the front, where the flatbuffer's tables and vtables cluster.
