@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import InferenceError
-from runtime.interpreter import BACKENDS, load_interpreter_class
+from runtime.interpreter import BACKENDS, load_interpreter_class, open_interpreter
 from toolkit.errors import ToolkitError
 
 
@@ -31,11 +31,8 @@ def tflite_mode(path: str | os.PathLike[str], backend: str | None = None) -> str
     float16: float16 weights; dynamic: int8 weights with float32 activations; int8: integer activations
     (float32 only at the interface, if at all); int16x8: int16 activations; float32 otherwise.
     """
-    _, interpreter_cls = load_interpreter_class(backend)
-    try:
-        tensors = interpreter_cls(model_path=str(path)).get_tensor_details()
-    except (ValueError, RuntimeError) as exc:
-        raise InferenceError(f"{path}: not a loadable TFLite model ({str(exc).splitlines()[0]})") from None
+    # Through the runtime's checks: a malformed file must fail here with InferenceError, not crash bench.
+    tensors = open_interpreter(path, backend)[1].get_tensor_details()
     kinds = [np.dtype(t["dtype"]) for t in tensors]
     count = {name: sum(k == np.dtype(name) for k in kinds) for name in ("float32", "float16", "int8", "uint8", "int16")}
     if count["float16"]:
