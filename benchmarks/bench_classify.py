@@ -1,6 +1,8 @@
 """How fast and how light ``digitkit classify`` is: throughput on the 10 000 MNIST test images as PNG files
 (one core, one interpreter thread), cold start and peak RSS of the console script on one image, and the
-accuracy of the readings next to the model's own test accuracy (both polarities).
+accuracy of the readings next to the model's own test accuracy (both polarities). Issue 7: the console
+script's peak RSS over 1 000 and 10 000 files (it must stay flat), and the throughput with every tenth file
+bad (empty, text, truncated) next to all good, in alternating passes (a bad file must not slow the rest).
 
     python benchmarks/bench_classify.py --model runs/seed/int8.tflite [--out runs/bench_classify.json]
 
@@ -39,6 +41,10 @@ class ClassifyBench:
     cold_start_s_p50: float
     cold_start_s_runs: tuple[float, ...]
     peak_rss_mb: float
+    folder_peak_rss_mb: dict[int, float]  # console script, --json, over the first N test PNGs
+    mixed_images_per_s: float  # best pass, every tenth file bad: files (good and bad) per second
+    mixed_good_per_s: float  # the same passes: good images read per second
+    good_only_images_per_s: float  # all good, measured in the same alternating passes
     threads: int
     cpu_affinity: int
     backend: str
@@ -75,22 +81,49 @@ print(time.perf_counter() - t, usage.ru_maxrss, os.waitstatus_to_exitcode(status
 """
 
 
+def launch(args: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, float]:
+    """Wall time and peak RSS (MB) of ``digitkit ARGS`` in a fresh process."""
+    exe = str(Path(sys.executable).parent / "digitkit")
+    out = subprocess.run([sys.executable, "-c", _LAUNCHER, exe, *args],
+                         capture_output=True, text=True, check=True).stdout.split()
+    if int(out[2]) not in ok:
+        raise SystemExit(f"digitkit {' '.join(args[:2])} failed with exit code {out[2]}")
+    return float(out[0]), int(out[1]) / 1024  # Linux: KiB
+
+
 def cold_start(model: str, image: str, runs: int) -> tuple[list[float], float]:
     """Wall time and peak RSS of ``digitkit classify IMAGE --json`` in fresh processes."""
-    exe = str(Path(sys.executable).parent / "digitkit")
-    times, rss = [], 0.0
-    for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", _LAUNCHER, exe, "classify", image, "--model", model, "--json"],
-                             capture_output=True, text=True, check=True).stdout.split()
-        if int(out[2]) != 0:
-            raise SystemExit(f"digitkit classify failed with exit code {out[2]}")
-        times.append(float(out[0]))
-        rss = max(rss, int(out[1]) / 1024)  # Linux: KiB
-    return times, rss
+    runs_ = [launch(["classify", image, "--model", model, "--json"]) for _ in range(runs)]
+    return [t for t, _ in runs_], max(rss for _, rss in runs_)
+
+
+def folder_rss(model: str, paths: list[str], sizes: tuple[int, ...], root: Path) -> dict[int, float]:
+    """Peak RSS of ``digitkit classify FOLDER --json`` over folders of the first N PNGs (hard links)."""
+    out = {}
+    for n in sizes:
+        folder = root / f"first{n}"
+        folder.mkdir()
+        for p in paths[:n]:
+            os.link(p, folder / Path(p).name)
+        out[n] = launch(["classify", str(folder), "--model", model, "--json", "--threads", "1"])[1]
+    return out
+
+
+def with_bad_files(paths: list[str], root: Path) -> tuple[list[str], int]:
+    """The paths with every tenth replaced by a bad file (empty, text, truncated PNG, in turn)."""
+    root.mkdir()
+    mixed, bad = list(paths), 0
+    for i in range(0, len(paths), 10):
+        data = Path(paths[i]).read_bytes()
+        kind = (b"", b"not an image, just text\n", data[: len(data) // 2])[bad % 3]
+        mixed[i] = str(root / f"bad{i:05d}.png")
+        Path(mixed[i]).write_bytes(kind)
+        bad += 1
+    return mixed, bad
 
 
 def run(model: str, data_dir: str, passes: int, cold_runs: int) -> ClassifyBench:
-    from runtime.classifier import DigitClassifier
+    from runtime.classifier import DigitClassifier, ReadError
     from toolkit.data import load_mnist
 
     if hasattr(os, "sched_setaffinity"):
@@ -114,11 +147,23 @@ def run(model: str, data_dir: str, passes: int, cold_runs: int) -> ClassifyBench
             rates.append(len(paths) / ((time.perf_counter_ns() - t) / 1e9))
         acc = accuracy(readings, y)
         acc_inv = accuracy(list(clf.classify_many(inv_paths)), y)
+        mixed, n_bad = with_bad_files(paths, Path(tmp, "bad"))
+        good_rates, mixed_rates = [], []
+        for _ in range(passes):  # alternating, so load from other work hits both alike
+            for which, rates_ in ((paths, good_rates), (mixed, mixed_rates)):
+                t = time.perf_counter_ns()
+                failed = sum(isinstance(r, ReadError) for r in clf.classify_many(which))
+                rates_.append(len(which) / ((time.perf_counter_ns() - t) / 1e9))
+                assert failed == (n_bad if which is mixed else 0), failed
         times, rss = cold_start(model, paths[0], cold_runs)
+        folder = folder_rss(model, paths, (1_000, len(paths)), Path(tmp))
     return ClassifyBench(images=len(x), images_per_s=max(rates), images_per_s_runs=tuple(rates),
                          model_accuracy=model_acc, classify_accuracy=acc, classify_accuracy_inverted=acc_inv,
                          cold_start_s_p50=statistics.median(times), cold_start_s_runs=tuple(times),
-                         peak_rss_mb=rss, threads=1, cpu_affinity=cores, backend=clf.model.backend, model=model,
+                         peak_rss_mb=rss, folder_peak_rss_mb=folder, mixed_images_per_s=max(mixed_rates),
+                         mixed_good_per_s=max(mixed_rates) * (len(mixed) - n_bad) / len(mixed),
+                         good_only_images_per_s=max(good_rates), threads=1, cpu_affinity=cores,
+                         backend=clf.model.backend, model=model,
                          model_bytes=Path(model).stat().st_size, platform=platform.platform())
 
 
@@ -133,6 +178,8 @@ def main() -> None:
     res = run(a.model, a.data_dir, a.passes, a.cold_runs).to_dict()
     res["bars"] = {"images_per_s>=2000": res["images_per_s"] >= 2000, "cold_start<=1s": res["cold_start_s_p50"] <= 1.0,
                    "peak_rss<=150MB": res["peak_rss_mb"] <= 150,
+                   "folder_rss_flat<=5MB": max(res["folder_peak_rss_mb"].values())
+                   - min(res["folder_peak_rss_mb"].values()) <= 5,
                    "accuracy_within_0.2pp": abs(res["classify_accuracy"] - res["model_accuracy"]) <= 0.002
                    and abs(res["classify_accuracy_inverted"] - res["model_accuracy"]) <= 0.002}
     text = json.dumps(res, indent=2)
