@@ -6,6 +6,7 @@ truncated PNGs and pictures whose header claims more than ``max_pixels`` are ref
 OpenCV then decodes (2-5x faster than Pillow) and honours EXIF orientation. Pictures with transparency go
 through Pillow instead: OpenCV drops the alpha channel when it converts to gray (a transparent background
 stored as black would read as ink), and keeps it only with IMREAD_UNCHANGED, which ignores EXIF orientation.
+So do formats Pillow knows and OpenCV does not (TGA, ICO, PCX, ...).
 
 Pillow is imported only on those paths, so the common PNG/JPEG path and the start-up time do not pay for it.
 """
@@ -149,36 +150,41 @@ def check_pixels(header: ImageHeader, max_pixels: int) -> None:
                              "if the picture is genuine)")
 
 
-def _paper_for(gray: np.ndarray, alpha: np.ndarray) -> float:
-    """The gray that transparent pixels become: paper, never ink.
+def _paper_for(gray: np.ndarray, alpha: np.ndarray) -> int:
+    """The gray (0-255) that transparent pixels become: paper, never ink.
 
     Mostly opaque (a photo with transparent corners): the picture's own paper, its median gray.
     Mostly transparent (a drawing on nothing): whatever contrasts with the drawn pixels, so dark ink
     lands on white and white ink (drawn for a dark theme) on black.
     """
-    opaque = alpha > 0.5
+    step = max(1, int(np.sqrt(gray.size / 1e6)))  # statistics from at most ~1 M pixels
+    gray, alpha = gray[::step, ::step], alpha[::step, ::step]
+    opaque = alpha > 127
     if opaque.mean() >= 0.5:
-        return float(np.median(gray[opaque]))
-    drawn = float((gray * alpha).sum() / max(float(alpha.sum()), 1e-6))
-    return 255.0 if drawn < 128 else 0.0
+        return int(np.median(gray[opaque]))
+    drawn = float((gray * alpha.astype(np.float64)).sum()) / max(float(alpha.sum(dtype=np.float64)), 1.0)
+    return 255 if drawn < 128 else 0
 
 
-def _flatten_transparency(data: bytes, color: bool) -> np.ndarray:
+def _pillow_decode(data: bytes, color: bool) -> np.ndarray:
+    """Decode with Pillow: pictures with transparency (flattened onto paper), and formats OpenCV lacks.
+
+    uint8 and uint16 arrays only: a transparent 48 MP picture must not become gigabytes of floats.
+    """
     from PIL import ImageOps
 
     im = _pillow_open(data)
     try:
         im = ImageOps.exif_transpose(im)  # OpenCV honours EXIF orientation on the opaque path: so must this one
-        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
-    except (OSError, ValueError, SyntaxError) as exc:
+        px = np.asarray(im.convert("RGBA" if color else "LA"))  # same luma weights as OpenCV's gray
+    except (OSError, ValueError, SyntaxError) as exc:  # e.g. "image file is truncated"
         raise InferenceError(f"corrupt {im.format} data ({exc}); {_AGAIN}") from None
-    alpha = rgba[..., 3] / 255.0
-    gray = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
-    paper = _paper_for(gray, alpha)
-    if color:
-        bgr = rgba[..., 2::-1] * alpha[..., None] + paper * (1.0 - alpha[..., None])
-        return np.clip(bgr + 0.5, 0, 255).astype(np.uint8)
-    return np.clip(gray * alpha + paper * (1.0 - alpha) + 0.5, 0, 255).astype(np.uint8)
+    alpha = px[..., -1]
+    paper = _paper_for(cv2.cvtColor(px, cv2.COLOR_RGBA2GRAY) if color else px[..., 0], alpha)
+    a = alpha.astype(np.uint16)[..., None]
+    ink = px[..., 2::-1] if color else px[..., :1]  # BGR, like OpenCV
+    flat = (ink * a + paper * (255 - a) + 127) // 255  # at most 255 * 255 + 127: fits uint16
+    return np.ascontiguousarray(flat.astype(np.uint8) if color else flat[..., 0].astype(np.uint8))
 
 
 def _why_undecodable(data: bytes, header: ImageHeader | None) -> str:
@@ -186,14 +192,7 @@ def _why_undecodable(data: bytes, header: ImageHeader | None) -> str:
         return f"not an image: the file starts with {data[:8]!r}, no {FORMATS_HINT} header; is it the right file?"
     if header.format == "JPEG" and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
         return f"truncated JPEG: no end-of-image marker, the image data stops after {len(data)} bytes; {_AGAIN}"
-    reason = ""
-    im = _pillow_open(data) if header.format not in ("PNG", "JPEG") else None
-    if im is not None:
-        try:
-            im.load()
-        except Exception as exc:  # whatever the plugin raises is only the reason we print
-            reason = f" ({exc})"
-    return f"corrupt {header.format} data{reason}: OpenCV cannot decode it; {_AGAIN}"
+    return f"corrupt {header.format} data: OpenCV cannot decode it; {_AGAIN}"
 
 
 def decode_image(data: bytes, color: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -206,10 +205,12 @@ def decode_image(data: bytes, color: bool = False, max_pixels: int = DEFAULT_MAX
     if header is not None:
         check_pixels(header, max_pixels)
         if header.alpha:
-            return _flatten_transparency(data, color)
+            return _pillow_decode(data, color)
     # A format only OpenCV knows gets no header check here: OpenCV's own limit (2^30 pixels) applies.
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
     if img is None:
+        if header is not None and header.format not in ("PNG", "JPEG"):  # TGA, ICO, PCX...: Pillow reads them
+            return _pillow_decode(data, color)  # (or says what is wrong with the file)
         raise InferenceError(_why_undecodable(data, header))
     return img
 

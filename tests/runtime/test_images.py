@@ -302,6 +302,17 @@ def test_max_pixels_is_configurable(tiny_int8_tflite: Path, tmp_path: Path, page
     assert read_header(bmp).pixels == 900_000_000
 
 
+def test_formats_only_pillow_reads(clf: DigitClassifier, tmp_path: Path, page: tuple[np.ndarray, str]) -> None:
+    gray, text = page
+    tga = _pillow_bytes(Image.fromarray(gray), "TGA")
+    assert cv2.imdecode(np.frombuffer(tga, np.uint8), cv2.IMREAD_GRAYSCALE) is None  # OpenCV has no TGA reader
+    (tmp_path / "scan.tga").write_bytes(tga)
+    assert clf.classify(tmp_path / "scan.tga").text == text
+    (tmp_path / "cut.tga").write_bytes(tga[: len(tga) // 2])
+    with pytest.raises(InferenceError, match=r"cut\.tga: corrupt TGA data \(.*truncated.*\); copy or export it again"):
+        clf.classify(tmp_path / "cut.tga")
+
+
 # --- a folder of 10 000 files, some bad: the rest are read and memory stays flat ---
 
 _PEAK_RSS = """
