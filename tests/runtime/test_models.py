@@ -363,3 +363,13 @@ def test_the_checked_bytes_are_the_loaded_bytes(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(litert, "Interpreter", spy)
     TFLiteModel(models["float32"], backend="litert")
     assert "model_path" not in seen and seen["model_content"] == models["float32"].read_bytes()
+
+
+def test_the_probe_runs_every_batch_size_predict_proba_pads_to() -> None:
+    """A fuzzed float model corrupted the heap only at batch 8; the probe must try each padded size."""
+    import re
+
+    probed = {int(b) for b in re.search(r"for batch in \(([\d, ]+)\)", modelcheck._PROBE).group(1).split(",")}
+    default = TFLiteModel.predict_proba.__defaults__[0]
+    padded = {min(1 << max(rows - 1, 0).bit_length(), max(default, rows)) for rows in range(1, default + 1)}
+    assert padded <= probed, sorted(padded - probed)
