@@ -20,16 +20,16 @@ if [ -z "$MODEL" ] || [ ! -f "$MODEL" ]; then
     exit 2
 fi
 
-if [ ! -f "$COMPAT_VENV/.installed" ]; then
-    echo "building $COMPAT_VENV: tflite-runtime 2.14, numpy<2, opencv-python-headless<5, digitkit --no-deps" >&2
+if [ ! -f "$COMPAT_VENV/.installed-v2" ]; then
+    echo "building $COMPAT_VENV: tflite-runtime 2.14, numpy<2, opencv-python-headless<5, pillow, digitkit --no-deps" >&2
     rm -rf "$COMPAT_VENV"
     if ! { "$PYTHON" -m venv "$COMPAT_VENV" \
-        && "$COMPAT_VENV/bin/python" -m pip install --quiet "tflite-runtime==2.14.0" "numpy<2" "opencv-python-headless<5" \
+        && "$COMPAT_VENV/bin/python" -m pip install --quiet "tflite-runtime==2.14.0" "numpy<2" "opencv-python-headless<5" "pillow>=13.0" \
         && "$COMPAT_VENV/bin/python" -m pip install --quiet --no-deps -e "$ROOT"; }; then
         echo "error: could not build $COMPAT_VENV (tflite-runtime 2.14 has wheels for CPython 3.8-3.11 on Linux only)" >&2
         exit 2
     fi
-    touch "$COMPAT_VENV/.installed"
+    touch "$COMPAT_VENV/.installed-v2"
 fi
 "$COMPAT_VENV/bin/python" -c "import tflite_runtime, numpy; print('tflite-runtime', tflite_runtime.__version__, 'numpy', numpy.__version__)"
 
