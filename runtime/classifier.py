@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from runtime.errors import InferenceError
+from runtime.fileio import is_temp
 from runtime.images import DEFAULT_MAX_PIXELS, read_image
 from runtime.interpreter import TFLiteModel
 from runtime.preprocess import as_mnist_tile, ink_map, stroke_width, to_gray
@@ -104,7 +105,8 @@ def _images_under(folder: str) -> Iterator[str | ReadError]:
     for name in names:
         if name.endswith("/"):
             yield from _images_under(os.path.join(folder, name[:-1]))
-        elif os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and os.path.isfile(path := os.path.join(folder, name)):
+        elif (os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and not is_temp(name)  # a killed writer's leftover
+              and os.path.isfile(path := os.path.join(folder, name))):
             yield path
 
 
@@ -129,7 +131,7 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str | Read
         elif p.exists():
             yield text
         elif glob.has_magic(text):
-            matches = sorted(f for f in glob.glob(text, recursive=True) if Path(f).is_file())
+            matches = sorted(f for f in glob.glob(text, recursive=True) if Path(f).is_file() and not is_temp(f))
             yield from matches or [ReadError(text, "no file matches this pattern")]
         else:
             yield ReadError(text, "no such file or folder")
@@ -176,7 +178,8 @@ class DigitClassifier:
             return [Segment(box=box, tile=tile)]
         scale = min(1.0, self.config.max_side / max(gray.shape))
         if scale < 1.0:  # a 12-megapixel phone photo: its digits stay legible at this size, and RAM stays small
-            gray = cv2.resize(gray, (round(gray.shape[1] * scale), round(gray.shape[0] * scale)),
+            size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))  # a 1x3000 strip
+            gray = cv2.resize(gray, size,
                               interpolation=cv2.INTER_AREA)
         inkmap = ink_map(gray, self.config.polarity, self.config.min_contrast)
         segments = find_digits(inkmap.ink, inkmap.threshold, self.config.segment)

@@ -6,6 +6,7 @@ Built once per session; everything seeded. The real data (``$DIGITKIT_DATA``) is
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ import pytest
 from hypothesis import settings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Tests load many throwaway models: their "probe passed" markers go to a test cache, not the user's ~/.cache.
+os.environ.setdefault("DIGITKIT_CACHE_DIR", os.path.join(tempfile.gettempdir(), "digitkit-test-cache"))
 
 from synth import synth_digits, write_idx_folder  # noqa: E402  (tests/ is on pythonpath, see pyproject)
 

@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime.fileio import atomic_write_text
+from runtime.fileio import atomic_write_text, is_temp
 from toolkit.report import markdown_table
 
 if TYPE_CHECKING:
@@ -59,7 +59,8 @@ def bar_rows(h: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 def _stage_rows(out: Path) -> list[tuple[str, str]]:
     rows = []
-    for marker in sorted((out / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime):
+    markers = [m for m in (out / "stages").glob("*.json") if not is_temp(m)]
+    for marker in sorted(markers, key=lambda p: p.stat().st_mtime):
         try:
             data = json.loads(marker.read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -262,3 +262,14 @@ def test_folders_are_walked_lazily_in_sorted_path_order(tmp_path: Path, monkeypa
     walk = expand_paths([tmp_path])
     assert next(walk) == str(tmp_path / "B.png") and listed == [str(tmp_path)]  # one folder listed so far
     assert [type(r) for r in expand_paths([tmp_path / "empty"])] == [ReadError]
+
+
+def test_a_killed_writers_temp_files_are_not_read_as_images(tmp_path: Path) -> None:
+    from runtime.fileio import temp_beside
+
+    (tmp_path / "a.png").write_bytes(b"x")
+    leftover = temp_beside(tmp_path / "b.png")  # what a writer killed mid-write leaves: ".b.png.tmp.PID.XXX.png"
+    assert leftover.exists() and leftover.suffix == ".png"
+    assert list(expand_paths([tmp_path])) == [str(tmp_path / "a.png")]
+    assert list(expand_paths([str(tmp_path / "*.png"), str(tmp_path / ".*.png")])) == [
+        str(tmp_path / "a.png"), ReadError(str(tmp_path / ".*.png"), "no file matches this pattern")]
