@@ -80,6 +80,47 @@ def build_vgg(keras: Any, dropout: float = 0.0) -> Any:
     return keras.Model(inputs, outputs, name="vgg")
 
 
+def _strided_tower(keras: Any, inputs: Any, dropout: float, prefix: str = "") -> Any:
+    layers = keras.layers
+    x = inputs
+    n = 0
+    for filters in (32, 64):  # 28 -> 26 -> 24 -> 12, then 12 -> 10 -> 8 -> 4
+        for kernel, stride, padding in ((3, 1, "valid"), (3, 1, "valid"), (5, 2, "same")):
+            x = layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
+                              name=f"{prefix}conv{n}")(x)
+            x = layers.BatchNormalization(name=f"{prefix}bn{n}")(x)
+            x = layers.ReLU(name=f"{prefix}relu{n}")(x)
+            n += 1
+        if dropout:
+            x = layers.Dropout(dropout, name=f"{prefix}drop{n}")(x)
+    x = layers.Conv2D(128, 4, use_bias=False, name=f"{prefix}conv{n}")(x)  # 4x4 -> 1x1
+    x = layers.BatchNormalization(name=f"{prefix}bn{n}")(x)
+    x = layers.ReLU(name=f"{prefix}relu{n}")(x)
+    x = layers.Flatten(name=f"{prefix}flatten")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name=f"{prefix}drop")(x)
+    return layers.Dense(NUM_CLASSES, activation="softmax", name=f"{prefix}probs")(x)
+
+
+def build_strided(keras: Any, dropout: float = 0.0) -> Any:
+    """Two stacks of 3x3 convs that downsample with a learned 5x5 stride-2 conv instead of pooling, then a 4x4
+    conv to 128 features (the layout of Chris Deotte's Kaggle MNIST net); batch norm after every conv and
+    dropout after each stack during training."""
+    inputs = keras.Input(shape=INPUT_SHAPE, name="image")
+    return keras.Model(inputs, _strided_tower(keras, inputs, dropout), name="strided")
+
+
+def build_strided_pair(keras: Any, dropout: float = 0.0, training: bool = False) -> Any:
+    """Two independently initialised ``strided`` networks in one graph whose probabilities are averaged: a
+    two-member ensemble. For training (``training=True``) the members are separate outputs, each with its
+    own loss, so they learn independently rather than co-adapting to the average."""
+    inputs = keras.Input(shape=INPUT_SHAPE, name="image")
+    members = [_strided_tower(keras, inputs, dropout, prefix=f"m{i}_") for i in range(2)]
+    if training:
+        return keras.Model(inputs, members, name="strided_pair")
+    return keras.Model(inputs, keras.layers.Average(name="probs")(members), name="strided_pair")
+
+
 def build_tiny(keras: Any, dropout: float = 0.0) -> Any:
     """A microcontroller-class net: conv 3x3x8 -> pool -> conv 3x3x16 -> pool -> fc 10 (~10 k params)."""
     layers = keras.layers
@@ -99,12 +140,19 @@ ARCHITECTURES: dict[str, tuple[Callable[..., Any], str]] = {
     "seed": (build_seed, "the seed CNN: conv5x5x16-pool-conv5x5x36-pool-fc128-fc10"),
     "seed-bn": (build_seed_bn, "the seed CNN with batch norm"),
     "vgg": (build_vgg, "VGG-style 32-32-64-64 3x3 convs with batch norm, fc128"),
+    "strided": (build_strided, "3x3 conv stacks 32-32 / 64-64 with 5x5 stride-2 downsampling, conv4x4x128, BN"),
+    "strided-pair": (build_strided_pair, "two strided nets averaged: an ensemble in one graph"),
     "tiny": (build_tiny, "microcontroller-class: conv3x3x8-pool-conv3x3x16-pool-fc10"),
 }
 
 
-def build_model(arch: str, dropout: float = 0.0) -> Any:
-    """Build the named architecture (TensorFlow/Keras is imported here, lazily).
+# Architectures whose training graph differs from the saved one: one output per ensemble member.
+MEMBERWISE = frozenset({"strided-pair"})
+
+
+def build_model(arch: str, dropout: float = 0.0, training: bool = False) -> Any:
+    """Build the named architecture (TensorFlow/Keras is imported here, lazily). ``training=True`` gives the
+    graph to fit: the same weights in the same order, but an ensemble has one output per member.
 
     Raises:
         ToolkitError: unknown architecture name.
@@ -113,6 +161,8 @@ def build_model(arch: str, dropout: float = 0.0) -> Any:
         raise ToolkitError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
     import keras
 
+    if training and arch in MEMBERWISE:
+        return ARCHITECTURES[arch][0](keras, dropout=dropout, training=True)
     return ARCHITECTURES[arch][0](keras, dropout=dropout)
 
 

@@ -123,6 +123,17 @@ def _dataset(tf: Any, keras: Any, x: np.ndarray, y: np.ndarray, config: TrainCon
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _member_mean(logs: dict[str, float]) -> dict[str, float]:
+    """An ensemble logs ``m0_probs_accuracy``, ``val_m1_probs_loss``, ...: add the plain keys as member means."""
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        prefix, _, metric = key.rpartition("_") if key.startswith("val_") else ("", "", key)
+        found = [v for k, v in logs.items() if k.startswith(f"{prefix}_m" if prefix else "m")
+                 and k.endswith(f"_probs_{metric}")]
+        if key not in logs and found:
+            logs[key] = float(sum(found) / len(found))
+    return logs
+
+
 def train(config: TrainConfig | None = None, on_epoch: EpochCallback | None = None, **overrides: Any) -> TrainResult:
     """Train ``config.arch`` and save the inference model to ``config.out`` plus a JSON sidecar.
 
@@ -147,7 +158,8 @@ def train(config: TrainConfig | None = None, on_epoch: EpochCallback | None = No
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
 
-    model = build_model(config.arch, dropout=config.dropout)
+    model = build_model(config.arch, dropout=config.dropout, training=True)
+    members = len(model.outputs)  # > 1 for an ensemble: every member gets the labels and its own loss
     steps = config.epochs * int(np.ceil(len(split.x_train) / config.batch_size))
     warmup = max(1, int(0.3 * steps))
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -157,14 +169,17 @@ def train(config: TrainConfig | None = None, on_epoch: EpochCallback | None = No
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
+        metrics=["accuracy"] if members == 1 else [["accuracy"]] * members,
     )
     callbacks = []
     if on_epoch is not None:
         callbacks.append(keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, config.epochs, dict(logs or {}))))
+            on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, config.epochs, _member_mean(dict(logs or {})))))
     train_ds = _dataset(tf, keras, split.x_train, split.y_train, config, training=True)
     val_ds = _dataset(tf, keras, split.x_val, split.y_val, config, training=False) if len(split.x_val) else None
+    if members > 1:
+        train_ds = train_ds.map(lambda a, b: (a, (b,) * members))
+        val_ds = val_ds.map(lambda a, b: (a, (b,) * members)) if val_ds is not None else None
 
     start = time.perf_counter()
     model.fit(train_ds, epochs=config.epochs, validation_data=val_ds, verbose=0, callbacks=callbacks)

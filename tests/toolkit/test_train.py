@@ -76,3 +76,24 @@ def test_training_is_deterministic_for_a_seed(tmp_path: Path, synth_data_dir: Pa
     assert a.test_accuracy == b.test_accuracy
     # No temp files left behind by the atomic writes.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.keras", "b.json", "b.keras"]
+
+
+def test_an_ensemble_trains_its_members_separately_and_saves_their_average(tmp_path: Path,
+                                                                           synth_data_dir: Path) -> None:
+    import keras
+
+    fit = build_model("strided-pair", dropout=0.3, training=True)
+    assert len(fit.outputs) == 2  # one loss per member while fitting
+    logs: list[dict[str, float]] = []
+    result = train(out=str(tmp_path / "pair.keras"), arch="strided-pair", epochs=1, batch_size=64,
+                   data_dir=str(synth_data_dir), on_epoch=lambda e, n, lg: logs.append(lg))
+    members = [lg for k, lg in logs[0].items() if k.startswith("val_m") and k.endswith("_probs_accuracy")]
+    assert len(members) == 2 and logs[0]["val_accuracy"] == pytest.approx(sum(members) / 2)
+    saved = keras.models.load_model(tmp_path / "pair.keras", compile=False)
+    assert saved.output_shape == (None, 10) and not any(type(lay).__name__ == "Dropout" for lay in saved.layers)
+    x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    each = keras.Model(saved.inputs, [saved.get_layer("m0_probs").output, saved.get_layer("m1_probs").output])
+    a, b = (np.asarray(t) for t in each(x))
+    assert not np.allclose(a, b)  # two independently initialised members
+    np.testing.assert_allclose(np.asarray(saved(x)), (a + b) / 2, atol=1e-6)
+    assert result.macs == 2 * describe("strided").macs
