@@ -49,7 +49,8 @@ def test_train_unknown_arch_exits_2_with_one_line(tmp_path: Path, synth_data_dir
     result = runner.invoke(app, ["train", "--out", str(tmp_path / "x.keras"), "--arch", "nope",
                                  "--data-dir", str(synth_data_dir)])
     assert result.exit_code == 2
-    assert result.stderr.strip() == "error: unknown architecture 'nope'; choose one of: seed, seed-bn, vgg, strided, strided-pair, tiny"
+    assert result.stderr.strip() == ("error: unknown architecture 'nope'; "
+                                     "choose one of: seed, seed-bn, vgg, strided, strided-pair, tiny")
 
 
 def test_train_missing_data_exits_2_naming_the_folder(tmp_path: Path) -> None:
