@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -126,9 +127,8 @@ def _dataset(tf: Any, keras: Any, x: np.ndarray, y: np.ndarray, config: TrainCon
 def _member_mean(logs: dict[str, float]) -> dict[str, float]:
     """An ensemble logs ``m0_probs_accuracy``, ``val_m1_probs_loss``, ...: add the plain keys as member means."""
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        prefix, _, metric = key.rpartition("_") if key.startswith("val_") else ("", "", key)
-        found = [v for k, v in logs.items() if k.startswith(f"{prefix}_m" if prefix else "m")
-                 and k.endswith(f"_probs_{metric}")]
+        prefix, _, metric = key.rpartition("_")
+        found = [v for k, v in logs.items() if re.fullmatch(rf"{prefix}_?m\d+_probs_{metric}", k)]
         if key not in logs and found:
             logs[key] = float(sum(found) / len(found))
     return logs
