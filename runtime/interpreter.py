@@ -223,9 +223,7 @@ class TFLiteModel:
         dtype = self.input_dtype
         if dtype == np.float32:
             return x
-        scale, zero = self.input_quantization
-        if scale == 0:
-            raise InferenceError(f"{self.path}: integer input tensor without quantization parameters")
+        scale, zero = self.input_quantization  # finite and > 0: __init__ refuses an integer input without one
         info = np.iinfo(dtype)
         return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
 
