@@ -24,14 +24,14 @@ demo: $(VENV)/.installed
 
 # The default suite: fast synthetic tests (the slow real-data runs are `make test-slow`).
 test: $(VENV)/.installed
-	$(VENV)/bin/ruff check toolkit converters runtime tests benchmarks
+	$(VENV)/bin/ruff check toolkit converters runtime tests benchmarks src
 	DIGITKIT_DATA=$(DATA) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed
 	DIGITKIT_DATA=$(DATA) $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check toolkit converters runtime tests benchmarks
+	$(VENV)/bin/ruff check toolkit converters runtime tests benchmarks src
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

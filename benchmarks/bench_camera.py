@@ -2,7 +2,7 @@
 
 A 640x480 video of 1-4 digit numbers (dark ink on paper, lighting gradient, motion, noise; MNIST test
 digits when the real data is available, else synthetic ones) is generated and decoded into memory; then
-each frame goes through the camera's own per-frame path (:class:`runtime.camera.FrameProcessor` with
+each frame goes through the camera's own per-frame path (:class:`digitkit.runtime.camera.FrameProcessor` with
 drawing on) several times. The process is pinned to CPU 0 and the interpreter gets one thread.
 
     .venv/bin/python benchmarks/bench_camera.py [--model FILE] [--frames 300] [--passes 5] [--out FILE.json]
@@ -32,9 +32,9 @@ sys.path.insert(0, str(REPO / "tests" / "runtime"))
 
 from videos import mnist_tiles, read_frames, synth_tiles, write_digit_video  # noqa: E402
 
-from runtime.camera import CameraConfig, FrameProcessor, run_camera  # noqa: E402
-from runtime.classifier import DEFAULT_MODEL, DigitClassifier  # noqa: E402
-from runtime.fileio import atomic_write_json  # noqa: E402
+from digitkit.runtime.camera import CameraConfig, FrameProcessor, run_camera  # noqa: E402
+from digitkit.runtime.classifier import DEFAULT_MODEL, DigitClassifier  # noqa: E402
+from digitkit.runtime.fileio import atomic_write_json  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def make_video(path: Path, n_frames: int, seed: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
     data = Path(os.environ.get("DIGITKIT_DATA", REPO.parent / "shared" / "data" / "mnist"))
     try:
-        from toolkit.data import load_mnist  # the benchmark may use the toolkit; the runtime never does
+        from digitkit.toolkit.data import load_mnist  # the benchmark may use the toolkit; the runtime never does
 
         ds = load_mnist(data)
         tiles = mnist_tiles(ds.x_test, ds.y_test, per_label=50)

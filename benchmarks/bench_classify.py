@@ -123,8 +123,8 @@ def with_bad_files(paths: list[str], root: Path) -> tuple[list[str], int]:
 
 
 def run(model: str, data_dir: str, passes: int, cold_runs: int) -> ClassifyBench:
-    from runtime.classifier import DigitClassifier, ReadError
-    from toolkit.data import load_mnist
+    from digitkit.runtime.classifier import DigitClassifier, ReadError
+    from digitkit.toolkit.data import load_mnist
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, honestly
@@ -185,7 +185,7 @@ def main() -> None:
     text = json.dumps(res, indent=2)
     print(text)
     if a.out:
-        from runtime.fileio import atomic_write_text
+        from digitkit.runtime.fileio import atomic_write_text
 
         atomic_write_text(a.out, text + "\n")
 

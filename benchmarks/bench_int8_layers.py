@@ -1,4 +1,4 @@
-"""Why the int8 seed model was no faster than float32 on XNNPACK, and what converters.tflite.int8_graph buys.
+"""Why the int8 seed model was no faster than float32 on XNNPACK, and what digitkit.converters.tflite.int8_graph buys.
 
 Times (single image, 1 thread, pinned CPU, interleaved rounds, median) the seed's first layer alone --
 conv 5x5, 1 -> 16 channels, 'same', ReLU, on 28x28x1 -- and optionally a whole .keras model, each converted
@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from converters.tflite import _converter, load_keras, quiet_tf  # noqa: E402
+from digitkit.converters.tflite import _converter, load_keras, quiet_tf  # noqa: E402
 
 
 def first_layer() -> object:

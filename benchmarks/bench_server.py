@@ -1,6 +1,6 @@
 """Load on the browser view: N viewers of ``/stream.mjpg`` for S seconds, loopback only.
 
-The camera side runs in this process: :func:`runtime.camera.run_camera` with the real classifier and
+The camera side runs in this process: :func:`digitkit.runtime.camera.run_camera` with the real classifier and
 ``--serve 127.0.0.1:<free port>``, fed by a looping "live camera" of generated 640x480 frames at 30 fps.
 The viewers run in a child process (threads reading the multipart stream and counting JPEGs), so the
 memory sampled here (VmRSS every 0.5 s) is the camera + server's alone.
@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO / "tests" / "runtime"))
 
 from videos import read_frames, synth_tiles, write_digit_video  # noqa: E402
 
-from runtime.camera import CameraConfig, run_camera  # noqa: E402
-from runtime.fileio import atomic_write_json  # noqa: E402
+from digitkit.runtime.camera import CameraConfig, run_camera  # noqa: E402
+from digitkit.runtime.fileio import atomic_write_json  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,14 @@ import numpy as np
 
 
 def dump_test(data_dir: str, out: str) -> None:
-    from toolkit.data import load_mnist
+    from digitkit.toolkit.data import load_mnist
 
     data = load_mnist(data_dir)
     np.savez(out, x=data.x_test, y=data.y_test)
 
 
 def predict(model: str, images: str, backend: str, out: str) -> None:
-    from runtime.interpreter import TFLiteModel
+    from digitkit.runtime.interpreter import TFLiteModel
 
     x = np.load(images)["x"]
     m = TFLiteModel(model, backend=backend)

@@ -5,7 +5,7 @@ process exactly as the runtime does (``TFLiteModel(path)``, then ``predict_proba
 
 Mutations: bit flips, byte sets, truncations, chunk deletes/duplicates, splices of two models, and writes of
 boundary integers (0, -1, 2**31-1, ...) aimed at the flatbuffer's own offsets, vtable entries, vector lengths,
-indices and shapes (located with ``runtime.modelcheck``'s walker). Each mutant runs in a forked child with
+indices and shapes (located with ``digitkit.runtime.modelcheck``'s walker). Each mutant runs in a forked child with
 an alarm, and lands in one outcome class:
 
     ran        loaded and predicted
@@ -44,9 +44,9 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from runtime.errors import InferenceError  # noqa: E402
-from runtime.interpreter import TFLiteModel, load_interpreter_class  # noqa: E402
-from runtime.modelcheck import verify_structure  # noqa: E402
+from digitkit.runtime.errors import InferenceError  # noqa: E402
+from digitkit.runtime.interpreter import TFLiteModel, load_interpreter_class  # noqa: E402
+from digitkit.runtime.modelcheck import verify_structure  # noqa: E402
 
 SHIPPED = REPO / "runtime" / "models" / "digitkit_seed_int8.tflite"
 FLOAT_CANDIDATE = REPO / "runs" / "final" / "float32.tflite"

@@ -165,7 +165,7 @@ def make_shapes_photo(rng: np.random.Generator, n: int = 1,
 def test_digits(data_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """The MNIST test images and labels (the benchmark only ever draws from the test set)."""
     sys.path.insert(0, str(REPO))
-    from toolkit.data import load_mnist
+    from digitkit.toolkit.data import load_mnist
 
     d = load_mnist(data_dir)
     return d.x_test, d.y_test
@@ -209,7 +209,7 @@ class QualityResult:
 def quality(model: str, data_dir: str, n: int, dev: bool, min_confidence: float | None,
             show_errors: int = 0) -> QualityResult:
     sys.path.insert(0, str(REPO))
-    from runtime.classifier import ClassifyConfig, DigitClassifier
+    from digitkit.runtime.classifier import ClassifyConfig, DigitClassifier
 
     x, y = test_digits(data_dir)
     x, y, seed, subset = (x[:1000], y[:1000], 0, "dev") if dev else (x[1000:], y[1000:], 1, "measured")
@@ -242,8 +242,8 @@ def quality(model: str, data_dir: str, n: int, dev: bool, min_confidence: float 
 def rejection(model: str, data_dir: str, n: int, thresholds: tuple[float, ...]) -> dict[str, object]:
     """Accept rates by threshold: of non-digit shapes (want low) and of real digit candidates (want high)."""
     sys.path.insert(0, str(REPO))
-    from runtime.classifier import DigitClassifier
-    from runtime.preprocess import stroke_width
+    from digitkit.runtime.classifier import DigitClassifier
+    from digitkit.runtime.preprocess import stroke_width
 
     clf = DigitClassifier(model_path=model, threads=1)
 
@@ -305,7 +305,7 @@ def main() -> None:
     print(text)
     if a.out:
         sys.path.insert(0, str(REPO))
-        from runtime.fileio import atomic_write_text
+        from digitkit.runtime.fileio import atomic_write_text
 
         atomic_write_text(a.out, text + "\n")
 

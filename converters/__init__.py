@@ -4,9 +4,9 @@
 functions that convert, so importing this package is cheap.
 """
 
-from converters.api import convert
-from converters.errors import ConversionError, GateFailed
-from converters.report import ConversionReport
-from converters.tflite import IO_TYPES, MODES, ConvertConfig
+from digitkit.converters.api import convert
+from digitkit.converters.errors import ConversionError, GateFailed
+from digitkit.converters.report import ConversionReport
+from digitkit.converters.tflite import IO_TYPES, MODES, ConvertConfig
 
 __all__ = ["IO_TYPES", "MODES", "ConversionError", "ConversionReport", "ConvertConfig", "GateFailed", "convert"]

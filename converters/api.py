@@ -14,15 +14,14 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from runtime.fileio import atomic_write_json, fsync_dir, temp_beside
-from runtime.interpreter import sidecar_path
-
-from converters.data import ConversionData
-from converters.errors import ConversionError, GateFailed
-from converters.flatbuffer import float_ops, op_counts, read_io, read_ops
-from converters.report import ConversionReport, sidecar
-from converters.tflite import ConvertConfig, convert_keras, load_keras
-from converters.verify import layer_errors, verify
+from digitkit.converters.data import ConversionData
+from digitkit.converters.errors import ConversionError, GateFailed
+from digitkit.converters.flatbuffer import float_ops, op_counts, read_io, read_ops
+from digitkit.converters.report import ConversionReport, sidecar
+from digitkit.converters.tflite import ConvertConfig, convert_keras, load_keras
+from digitkit.converters.verify import layer_errors, verify
+from digitkit.runtime.fileio import atomic_write_json, fsync_dir, temp_beside
+from digitkit.runtime.interpreter import sidecar_path
 
 
 def rejected_path(out: str | os.PathLike[str]) -> Path:
@@ -84,13 +83,13 @@ def make_config(config: ConvertConfig | None, overrides: dict[str, Any]) -> Conv
 def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: ConvertConfig | None = None,
             *, data: ConversionData, **overrides: Any) -> ConversionReport:
     """Convert, verify, gate, and write ``out`` plus ``out``'s .json (the CLI's twin, which finds and
-    splits the dataset, is :func:`toolkit.convert.convert`).
+    splits the dataset, is :func:`digitkit.toolkit.convert.convert`).
 
     Args:
         model: the float .keras model ((28, 28, 1) in, 10 probabilities out).
         out: the .tflite to write; its sidecar ``.json`` goes beside it.
         config: the settings (``ConvertConfig()`` if None); keyword ``overrides`` replace fields.
-        data: the calibration images and the test set (see :func:`converters.data.prepare`).
+        data: the calibration images and the test set (see :func:`digitkit.converters.data.prepare`).
 
     Returns:
         The ConversionReport (also the sidecar's "report").

@@ -1,7 +1,7 @@
 """The images a conversion needs: a calibration set from the training split, and the test set.
 
 The converters never read datasets themselves (imports flow toolkit -> converters -> runtime): the caller
-(``toolkit.convert``, which owns the data layer and the validation split) passes the arrays in.
+(``digitkit.toolkit.convert``, which owns the data layer and the validation split) passes the arrays in.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from converters.errors import ConversionError
+from digitkit.converters.errors import ConversionError
 
 DEBUG_SAMPLES = 200  # images the per-layer debugger compares float and int8 outputs on
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
-from runtime.interpreter import ModelMetadata
 
-from converters.verify import LayerError
+from digitkit.converters.verify import LayerError
+from digitkit.runtime.interpreter import ModelMetadata
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from converters.errors import ConversionError
+from digitkit.converters.errors import ConversionError
 
 MODES = ("int8", "dynamic", "float16", "float32")
 IO_TYPES = ("uint8", "int8", "float32")

@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from runtime.errors import InferenceError
-from runtime.interpreter import TFLiteModel
 
-from converters.errors import ConversionError
-from converters.tflite import layer_debugger, quiet_tf, to_float
+from digitkit.converters.errors import ConversionError
+from digitkit.converters.tflite import layer_debugger, quiet_tf, to_float
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.interpreter import TFLiteModel
 
 
 @dataclass(frozen=True)

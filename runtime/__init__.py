@@ -1,6 +1,6 @@
 """digitkit's light runtime: a TFLite interpreter, OpenCV and numpy -- never TensorFlow.
 
-    from runtime import DigitClassifier
+    from digitkit.runtime import DigitClassifier
     DigitClassifier(model_path=None).classify("photo.jpg").text
 """
 
@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.errors import InferenceError
-from runtime.interpreter import ModelMetadata, TFLiteModel
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.interpreter import ModelMetadata, TFLiteModel
 
-# The classifier pulls in OpenCV; load it on first use so `digitkit --help` and `runtime.errors` stay cheap.
-_LAZY = {"DigitClassifier": "runtime.classifier", "ClassifyConfig": "runtime.classifier",
-         "Reading": "runtime.classifier", "Digit": "runtime.classifier", "ReadError": "runtime.classifier",
-         "classify": "runtime.classifier"}
+# The classifier pulls in OpenCV; load it on first use so `digitkit --help` and `digitkit.runtime.errors` stay cheap.
+_LAZY = dict.fromkeys(("DigitClassifier", "ClassifyConfig", "Reading", "Digit", "ReadError", "classify"),
+                      "digitkit.runtime.classifier")
 
 
 def __getattr__(name: str) -> Any:
@@ -22,7 +21,7 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    raise AttributeError(f"module 'digitkit.runtime' has no attribute {name!r}")
 
 
 __all__ = ["ClassifyConfig", "Digit", "DigitClassifier", "InferenceError", "ModelMetadata", "ReadError",

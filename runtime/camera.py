@@ -1,9 +1,9 @@
 """Live digit reading from a camera, a video file or a network stream: the library behind ``digitkit camera``.
 
-    from runtime.camera import CameraConfig, run_camera
+    from digitkit.runtime.camera import CameraConfig, run_camera
     summary = run_camera(CameraConfig(source="clip.avi", smooth=5), on_frame=print)
 
-Capture runs on its own thread (:mod:`runtime.capture`); this module's loop takes each frame, reads the
+Capture runs on its own thread (:mod:`digitkit.runtime.capture`); this module's loop takes each frame, reads the
 digits in it (optionally inside a region of interest), smooths the reading over the last K frames,
 draws the result, and hands it to the JSON printer, the browser view and the OpenCV window.
 """
@@ -21,9 +21,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime.capture import Capture, FrameGrabber, display_available, is_live, open_capture, parse_source
-from runtime.errors import InferenceError
-from runtime.frames import Detection, FrameProcessor, FrameReading, Reader, clip_roi, parse_roi
+from digitkit.runtime.capture import Capture, FrameGrabber, display_available, is_live, open_capture, parse_source
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.frames import Detection, FrameProcessor, FrameReading, Reader, clip_roi, parse_roi
 
 __all__ = ["CameraConfig", "CameraSummary", "Detection", "FrameProcessor", "FrameReading", "Reader", "clip_roi",
            "default_reader", "parse_roi", "run_camera"]
@@ -84,7 +84,7 @@ class CameraSummary:
 
 def default_reader(config: CameraConfig) -> Reader:
     """The shipped (or ``--model``) int8 classifier as a per-frame reader."""
-    from runtime.classifier import DigitClassifier
+    from digitkit.runtime.classifier import DigitClassifier
 
     overrides: dict[str, Any] = {"threads": config.threads}
     if config.min_confidence is not None:
@@ -123,7 +123,7 @@ def run_camera(config: CameraConfig | None = None, on_frame: Callable[[FrameRead
         config: the options (defaults: :class:`CameraConfig`).
         on_frame: called with every processed frame's reading (the CLI prints ``--json`` lines here).
         reader: the per-frame digit reader; None = :func:`default_reader`.
-        opener: opens the source (tests inject fakes); None = :func:`runtime.capture.open_capture`.
+        opener: opens the source (tests inject fakes); None = :func:`digitkit.runtime.capture.open_capture`.
         on_start: called with the browser view's URL once the server listens.
         stop: set it (from any thread) to end the run as Ctrl-C would.
 
@@ -143,7 +143,7 @@ def run_camera(config: CameraConfig | None = None, on_frame: Callable[[FrameRead
         _check_window()
     server = None
     if cfg.serve is not None:
-        from runtime.server import ViewerServer, parse_address
+        from digitkit.runtime.server import ViewerServer, parse_address
 
         host, port = parse_address(cfg.serve)
         server = ViewerServer(host, port, max_fps=cfg.stream_fps).start()  # port in use -> exit 2 here

@@ -23,7 +23,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from runtime.errors import InferenceError
+from digitkit.runtime.errors import InferenceError
 
 # FFmpeg waits 30 s by default for a dead network stream; a camera should notice much sooner.
 STREAM_TIMEOUT_MS = 5000

@@ -1,6 +1,6 @@
 """Read the digits in images: the Python twin of ``digitkit classify``.
 
-    from runtime import DigitClassifier
+    from digitkit.runtime import DigitClassifier
     reading = DigitClassifier(model_path=None).classify("photo.jpg")   # or a numpy array
     reading.text, reading.digits[0].label, reading.digits[0].confidence, reading.digits[0].box
 
@@ -18,12 +18,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime.errors import InferenceError
-from runtime.fileio import is_temp
-from runtime.images import DEFAULT_MAX_PIXELS, read_image
-from runtime.interpreter import TFLiteModel
-from runtime.preprocess import as_mnist_tile, ink_map, stroke_width, to_gray
-from runtime.segment import Segment, SegmentConfig, find_digits
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.fileio import is_temp
+from digitkit.runtime.images import DEFAULT_MAX_PIXELS, read_image
+from digitkit.runtime.interpreter import TFLiteModel
+from digitkit.runtime.preprocess import as_mnist_tile, ink_map, stroke_width, to_gray
+from digitkit.runtime.segment import Segment, SegmentConfig, find_digits
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "digitkit_seed_int8.tflite"
@@ -288,7 +288,7 @@ def classify(paths: Iterable[str | os.PathLike[str]], config: ClassifyConfig | N
     if annotate_dir is None:
         yield from clf.classify_many(sources)
         return
-    from runtime.draw import AnnotationWriter
+    from digitkit.runtime.draw import AnnotationWriter
 
     writer = AnnotationWriter(annotate_dir)
     for result, img in clf.classify_many(sources, keep_images=True):

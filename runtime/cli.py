@@ -1,5 +1,5 @@
 """``digitkit classify``: the verb's options and output. toolkit/cli.py registers it (this module must not
-import toolkit); the work is done by :func:`runtime.classifier.classify`."""
+import toolkit); the work is done by :func:`digitkit.runtime.classifier.classify`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from runtime.classifier import ClassifyConfig, ReadError, Reading
-from runtime.classifier import classify as run_classify
+from digitkit.runtime.classifier import ClassifyConfig, ReadError, Reading
+from digitkit.runtime.classifier import classify as run_classify
 
 _DEFAULTS = ClassifyConfig()
 

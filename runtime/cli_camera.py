@@ -1,4 +1,4 @@
-"""``digitkit camera``: a thin skin over :func:`runtime.camera.run_camera` (registered by toolkit/cli.py)."""
+"""``digitkit camera``: a thin skin over :func:`digitkit.runtime.camera.run_camera` (registered by toolkit/cli.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from runtime.camera import CameraConfig, FrameReading, parse_roi, run_camera
+from digitkit.runtime.camera import CameraConfig, FrameReading, parse_roi, run_camera
 
 _DEFAULTS = CameraConfig()
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtime.errors import InferenceError
-from runtime.fileio import atomic_path
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.fileio import atomic_path
 
 _GREEN = (40, 180, 40)
 _WRITABLE = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}

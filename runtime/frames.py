@@ -14,10 +14,10 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from runtime.classifier import Digit
-from runtime.errors import InferenceError
-from runtime.overlay import draw_overlay
-from runtime.smoothing import ReadingSmoother
+from digitkit.runtime.classifier import Digit
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.overlay import draw_overlay
+from digitkit.runtime.smoothing import ReadingSmoother
 
 # One digit in a frame, in full-frame pixels: the same value (and JSON) as a digit read from a file.
 Detection = Digit

@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime.errors import InferenceError
+from digitkit.runtime.errors import InferenceError
 
 # Pillow's own MAX_IMAGE_PIXELS (a quarter GiB of 24-bit pixels): a 48 MP phone photo passes, a
 # decompression bomb does not. Our check replaces Pillow's, which would speak only above twice this.

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.errors import InferenceError
-from runtime.modelcheck import check_model, output_is_softmax
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.modelcheck import check_model, output_is_softmax
 
 BACKENDS = ("litert", "tflite-runtime")
 _MODULES = {"litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
@@ -113,7 +113,7 @@ def read_model(path: Path) -> bytes:
 def open_interpreter(path: str | os.PathLike[str], backend: str | None = None,
                      threads: int | None = None) -> tuple[str, Any, bytes]:
     """Load a .tflite into an allocated interpreter, but only once it is known not to crash this process
-    (see :mod:`runtime.modelcheck`).
+    (see :mod:`digitkit.runtime.modelcheck`).
 
     Returns:
         (backend name, interpreter, the model's bytes).

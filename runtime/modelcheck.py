@@ -26,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runtime.errors import InferenceError
+from digitkit.runtime.errors import InferenceError
 
 # SHA-256 of the models shipped in runtime/models (tests/runtime/test_model_fuzz.py keeps this current).
 TRUSTED_SHA256 = frozenset({"5e17260442a53d6984f1d9a3884900067338ce0fc0ffa2bda00ddbcb80cc2e40"})

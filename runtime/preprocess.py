@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from runtime.errors import InferenceError
+from digitkit.runtime.errors import InferenceError
 
 # The background is estimated at a reduced size: lighting varies slowly, and the big morphological
 # kernels that erase the ink would be slow at full resolution.
@@ -91,7 +91,7 @@ def require_gray(gray: np.ndarray, who: str, allow_empty: bool = False) -> None:
         dtype = getattr(gray, "dtype", type(gray).__name__)
         raise InferenceError(f"{who} needs a {'' if allow_empty else 'non-empty '}uint8 (H, W) gray image, "
                              f"got {dtype} of shape {shape}; "
-                             "convert it with runtime.preprocess.to_gray")
+                             "convert it with digitkit.runtime.preprocess.to_gray")
 
 
 def _odd(n: float) -> int:

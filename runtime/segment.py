@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from runtime.preprocess import mnist_normalise, require_gray
+from digitkit.runtime.preprocess import mnist_normalise, require_gray
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
     """Digit candidates in an ink map (0 = paper), left to right.
 
     Args:
-        ink: uint8 ink strength per pixel (see :func:`runtime.preprocess.ink_map`).
+        ink: uint8 ink strength per pixel (see :func:`digitkit.runtime.preprocess.ink_map`).
         threshold: ink level that counts as a stroke.
         config: geometry rules (defaults: :class:`SegmentConfig`).
 

@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime.errors import InferenceError
+from digitkit.runtime.errors import InferenceError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080

@@ -44,7 +44,7 @@ def synth_test_arrays() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="session")
 def tiny_keras_model(tmp_path_factory: pytest.TempPathFactory, synth_data_dir: Path) -> Path:
     """The seed architecture trained for one short epoch on the synthetic data, saved as .keras."""
-    from toolkit.train import train
+    from digitkit.toolkit.train import train
 
     out = tmp_path_factory.mktemp("tiny_model") / "float.keras"
     train(out=str(out), arch="seed", epochs=2, batch_size=64, data_dir=str(synth_data_dir), augment=False)
@@ -59,7 +59,7 @@ def tiny_int8_tflite(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model:
     import keras
     import tensorflow as tf
 
-    from toolkit.data import load_mnist
+    from digitkit.toolkit.data import load_mnist
 
     model = keras.models.load_model(tiny_keras_model, compile=False)
     x = load_mnist(synth_data_dir).x_train[:200].astype(np.float32)[..., None] / 255.0
@@ -80,7 +80,7 @@ def real_seed_model(tmp_path_factory: pytest.TempPathFactory, real_data_dir: Pat
     (about 5 minutes here); its sidecar holds the training figures."""
     from typer.testing import CliRunner
 
-    from toolkit.cli import app
+    from digitkit.toolkit.cli import app
 
     out = tmp_path_factory.mktemp("real_seed") / "float.keras"
     result = CliRunner().invoke(app, ["train", "--out", str(out), "--data-dir", str(real_data_dir)])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from toolkit.cli import app
+from digitkit.toolkit.cli import app
 
 runner = CliRunner()
 DIGITKIT = shutil.which("digitkit", path=str(Path(sys.executable).parent)) or "digitkit"

@@ -28,11 +28,11 @@ import numpy as np
 import pytest
 from synth import synth_digits
 
-from runtime.fileio import is_temp, remove_stale_temps
+from digitkit.runtime.fileio import is_temp, remove_stale_temps
 
 REPO = Path(__file__).resolve().parent.parent
-DIGITKIT = [sys.executable, "-c", "from toolkit.cli import main; main()"]
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+DIGITKIT = [sys.executable, "-m", "digitkit"]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 @dataclass
@@ -149,7 +149,7 @@ def png_bytes(image: np.ndarray) -> bytes:
 _WRITER = """
 import sys
 from pathlib import Path
-from runtime.fileio import atomic_write_bytes
+from digitkit.runtime.fileio import atomic_write_bytes
 target, naive = Path(sys.argv[1]), sys.argv[2] == "naive"
 blobs = [bytes([i]) * (4 << 20) for i in (1, 2)]
 print("ready", flush=True)
@@ -200,7 +200,7 @@ def test_atomic_writes_survive_kill9_where_plain_writes_do_not(tmp_path: Path) -
 
 
 def test_the_next_write_deletes_a_killed_writers_temps_but_not_a_live_ones(tmp_path: Path) -> None:
-    from runtime.fileio import atomic_write_text
+    from digitkit.runtime.fileio import atomic_write_text
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)

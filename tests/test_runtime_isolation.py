@@ -18,16 +18,17 @@ BIN = Path(sys.executable).parent
 
 def _env(extra_path: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (extra_path, str(REPO)) if p)
+    if extra_path:
+        env["PYTHONPATH"] = extra_path
     return env
 
 
 def test_importing_runtime_leaves_tensorflow_out() -> None:
-    code = ("import sys, runtime, runtime.classifier, runtime.cli, runtime.preprocess, runtime.segment, "
-            "runtime.draw\n"
-            "from runtime import DigitClassifier\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'toolkit', "
-            "'converters'))\n"
+    code = ("import sys, digitkit.runtime, digitkit.runtime.classifier, digitkit.runtime.cli, "
+            "digitkit.runtime.preprocess, digitkit.runtime.segment, digitkit.runtime.draw\n"
+            "from digitkit.runtime import DigitClassifier\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras') "
+            "or m.startswith(('digitkit.toolkit', 'digitkit.converters')))\n"
             "print(repr(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(),
                          cwd=REPO, check=True)
@@ -41,7 +42,7 @@ def test_classify_runs_when_tensorflow_cannot_be_imported(tmp_path: Path, tiny_i
         (shadow / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed on this device')\n")
     from synth import synth_digits
 
-    from runtime.classifier import DigitClassifier
+    from digitkit.runtime.classifier import DigitClassifier
 
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full((120, 160), 220, np.uint8))
@@ -62,7 +63,7 @@ def test_classify_runs_when_tensorflow_cannot_be_imported(tmp_path: Path, tiny_i
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(str(shadow)))
     assert probe.returncode != 0 and "not installed on this device" in probe.stderr  # the shadow really bites
     code = ("import sys, numpy as np\n"
-            "from runtime import DigitClassifier\n"
+            "from digitkit.runtime import DigitClassifier\n"
             f"r = DigitClassifier(model_path={str(tiny_int8_tflite)!r}).classify(np.zeros((28, 28), np.uint8))\n"
             "assert 'tensorflow' not in sys.modules\n"
             "print(r.to_dict())")

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from runtime.fileio import atomic_write_json
-from runtime.interpreter import load_interpreter_class
-from toolkit.data import load_mnist
-from toolkit.errors import ToolkitError
-from toolkit.measure import Job, environment, installed_backends, keras_mode, run_isolated, tflite_mode
+from digitkit.runtime.fileio import atomic_write_json
+from digitkit.runtime.interpreter import load_interpreter_class
+from digitkit.toolkit.data import load_mnist
+from digitkit.toolkit.errors import ToolkitError
+from digitkit.toolkit.measure import Job, environment, installed_backends, keras_mode, run_isolated, tflite_mode
 
 SCHEMA = "digitkit.bench/1"
 FORMATS = {".keras": "keras", ".tflite": "tflite"}
@@ -263,7 +263,7 @@ def bench(models: Sequence[str | os.PathLike[str]] | None = None, config: BenchC
         Path(config.json_path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(config.json_path, report.to_dict())
     if config.report_dir:
-        from toolkit.report import write_bench_report
+        from digitkit.toolkit.report import write_bench_report
 
         write_bench_report(report, images, config.report_dir)
     return report

@@ -24,14 +24,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from converters.errors import ConversionError
-from runtime.cli import classify as classify_command
-from runtime.cli_camera import camera as camera_command
-from runtime.errors import InferenceError
-from toolkit.cli_convert import convert_command
-from toolkit.errors import ToolkitError
-from toolkit.pipeline import PipelineConfig  # no TensorFlow at import: these hold the one copy of the defaults
-from toolkit.train import TrainConfig
+from digitkit.converters.errors import ConversionError
+from digitkit.runtime.cli import classify as classify_command
+from digitkit.runtime.cli_camera import camera as camera_command
+from digitkit.runtime.errors import InferenceError
+from digitkit.toolkit.cli_convert import convert_command
+from digitkit.toolkit.errors import ToolkitError
+from digitkit.toolkit.pipeline import PipelineConfig  # no TensorFlow at import: these hold the one copy of the defaults
+from digitkit.toolkit.train import TrainConfig
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok · 1 some inputs failed · 2 bad usage or unreadable input · 3 verification gate failed."
@@ -135,7 +135,7 @@ def train(
         TimeRemainingColumn,
     )
 
-    from toolkit.train import train as run_train
+    from digitkit.toolkit.train import train as run_train
 
     config = TrainConfig(out=str(out), arch=arch, epochs=epochs, batch_size=batch_size, seed=seed,
                          data_dir=data_dir, augment=not no_augment)
@@ -172,7 +172,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
     """Test accuracy, per-class accuracy and confusion matrix of a .keras or .tflite model."""
-    from toolkit.evaluate import evaluate as run_evaluate
+    from digitkit.toolkit.evaluate import evaluate as run_evaluate
 
     result = run_evaluate(model, data_dir=data_dir)
     if as_json:
@@ -195,7 +195,7 @@ def list_models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """The registered architectures with their parameter counts and MACs."""
-    from toolkit.models import ARCHITECTURES, describe
+    from digitkit.toolkit.models import ARCHITECTURES, describe
 
     infos = [describe(name) for name in ARCHITECTURES]
     if as_json:
@@ -230,9 +230,9 @@ def bench(
     """Compare models side by side: size, load time, accuracy, latency percentiles, throughput, memory."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from toolkit.bench import BenchConfig, parse_int_list
-    from toolkit.bench import bench as run_bench
-    from toolkit.report import profile_note, terminal_table
+    from digitkit.toolkit.bench import BenchConfig, parse_int_list
+    from digitkit.toolkit.bench import bench as run_bench
+    from digitkit.toolkit.report import profile_note, terminal_table
 
     config = BenchConfig(models=tuple(str(m) for m in models), data_dir=data_dir,
                          threads=parse_int_list(threads, "--threads"), runs=runs, warmup=warmup,
@@ -270,10 +270,10 @@ def pipeline(
     """Train -> convert (int8, float32) -> verify -> bench -> classify -> report.md, reusing finished stages."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from toolkit.bench import parse_int_list
-    from toolkit.pipeline import STAGES, StageEvent
-    from toolkit.pipeline import pipeline as run_pipeline
-    from toolkit.pipeline_report import bar_rows, headline_rows
+    from digitkit.toolkit.bench import parse_int_list
+    from digitkit.toolkit.pipeline import STAGES, StageEvent
+    from digitkit.toolkit.pipeline import pipeline as run_pipeline
+    from digitkit.toolkit.pipeline_report import bar_rows, headline_rows
 
     config = PipelineConfig(out=str(out), data_dir=data_dir, arch=arch, epochs=epochs, max_drop=max_drop,
                             threads=parse_int_list(threads, "--threads"), runs=runs, force=force)
@@ -314,7 +314,7 @@ def pipeline(
         raise typer.Exit(3)
 
 
-# --- verbs defined in other modules: convert (toolkit.cli_convert), classify and camera (runtime) ---
+# --- verbs defined in other modules: convert (digitkit.toolkit.cli_convert), classify and camera (runtime) ---
 register(convert_command, "convert")
 register(classify_command, "classify")
 register(camera_command, "camera")

@@ -1,4 +1,4 @@
-"""The ``digitkit convert`` verb: parse options into a ConvertConfig, call ``converters.convert``, print.
+"""The ``digitkit convert`` verb: parse options into a ConvertConfig, call ``digitkit.converters.convert``, print.
 
 Registered on the one typer app by ``toolkit/cli.py``. It lives in the toolkit because it reads the dataset
 (the converters package never does).
@@ -13,15 +13,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from converters.errors import GateFailed
-from converters.tflite import IO_TYPES, MODES, ConvertConfig
+from digitkit.converters.errors import GateFailed
+from digitkit.converters.tflite import IO_TYPES, MODES, ConvertConfig
 
 _D = ConvertConfig()  # the defaults live in the dataclass, not here
 
 
 def _print(report: object, as_json: bool) -> None:
-    from converters.report import ConversionReport, layers_table, report_table
-    from converters.verify import LayerError
+    from digitkit.converters.report import ConversionReport, layers_table, report_table
+    from digitkit.converters.verify import LayerError
 
     assert isinstance(report, ConversionReport)
     if as_json:
@@ -64,7 +64,7 @@ def convert_command(
 
     Exit codes: 0 written · 2 bad input, nothing written · 3 accuracy gate failed, nothing at --out.
     """
-    from toolkit.convert import convert
+    from digitkit.toolkit.convert import convert
 
     config = ConvertConfig(mode=mode, io=io, calibration_samples=calibration_samples, max_drop=max_drop,
                            data_dir=data_dir, debug_layers=debug_layers, keep_rejected=keep_rejected,

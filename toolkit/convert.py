@@ -1,5 +1,5 @@
 """The Python twin of ``digitkit convert``: find the data, hold out the same validation split as training,
-and hand the arrays to :func:`converters.convert` (the converters never read datasets themselves).
+and hand the arrays to :func:`digitkit.converters.convert` (the converters never read datasets themselves).
 """
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from converters.api import check_out, make_config
-from converters.api import convert as convert_model
-from converters.data import ConversionData, prepare
-from converters.report import ConversionReport
-from converters.tflite import ConvertConfig
-from toolkit.data import MnistData, load_mnist, split_validation
+from digitkit.converters.api import check_out, make_config
+from digitkit.converters.api import convert as convert_model
+from digitkit.converters.data import ConversionData, prepare
+from digitkit.converters.report import ConversionReport
+from digitkit.converters.tflite import ConvertConfig
+from digitkit.toolkit.data import MnistData, load_mnist, split_validation
 
 
 def conversion_data(data: MnistData, samples: int, seed: int = 0, val_fraction: float = 0.1) -> ConversionData:

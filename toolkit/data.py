@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.errors import DataError
+from digitkit.toolkit.errors import DataError
 
 ENV_VAR = "DIGITKIT_DATA"
 KERAS_CACHE = Path("~/.keras/datasets/mnist.npz")

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.data import load_mnist
-from toolkit.errors import ToolkitError
+from digitkit.toolkit.data import load_mnist
+from digitkit.toolkit.errors import ToolkitError
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def predict_file(model_path: str | os.PathLike[str], images: np.ndarray,
     """Probabilities for uint8 images from a .keras (via Keras) or .tflite (via the runtime) model."""
     path = Path(model_path)
     if path.suffix == ".tflite":
-        from runtime.interpreter import TFLiteModel
+        from digitkit.runtime.interpreter import TFLiteModel
 
         return TFLiteModel(path, threads=threads).predict_proba(images)
     if path.suffix in (".keras", ".h5"):

@@ -1,4 +1,4 @@
-"""Measure one model in a fresh process, and read what a model file is, for ``toolkit.bench``.
+"""Measure one model in a fresh process, and read what a model file is, for ``digitkit.toolkit.bench``.
 
 ``run_isolated`` spawns a new interpreter per (model, backend, threads) row: the process imports only what
 that model needs (TensorFlow for .keras, a TFLite interpreter for .tflite), is pinned before any thread
@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from runtime.errors import InferenceError
-from runtime.interpreter import BACKENDS, load_interpreter_class, open_interpreter
-from toolkit.errors import ToolkitError
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.interpreter import BACKENDS, load_interpreter_class, open_interpreter
+from digitkit.toolkit.errors import ToolkitError
 
 
 def tflite_mode(path: str | os.PathLike[str], backend: str | None = None) -> str:
@@ -102,7 +102,7 @@ def measure(job: Job) -> dict[str, Any]:
 
         tf.config.threading.set_intra_op_parallelism_threads(job.threads)  # must precede the first op
         tf.config.threading.set_inter_op_parallelism_threads(job.threads)
-        from toolkit.evaluate import load_keras_model
+        from digitkit.toolkit.evaluate import load_keras_model
 
         x = (images.astype(np.float32) / 255.0)[..., None]
         base = _rss_mb()
@@ -117,7 +117,7 @@ def measure(job: Job) -> dict[str, Any]:
             return np.concatenate([np.asarray(model(x[s:s + job.batch_size], training=False))
                                    for s in range(0, len(x), job.batch_size)])
     else:
-        from runtime.interpreter import TFLiteModel
+        from digitkit.runtime.interpreter import TFLiteModel
 
         base = _rss_mb()
         start = time.perf_counter_ns()

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from toolkit.errors import ToolkitError
+from digitkit.toolkit.errors import ToolkitError
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10

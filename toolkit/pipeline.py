@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime.fileio import atomic_write_json, remove_stale_temps
-from toolkit.errors import ToolkitError
-from toolkit.train import TrainConfig
+from digitkit.runtime.fileio import atomic_write_json, remove_stale_temps
+from digitkit.toolkit.errors import ToolkitError
+from digitkit.toolkit.train import TrainConfig
 
 STAGES = ("train", "convert", "verify", "bench", "classify", "report")
 
@@ -125,7 +125,7 @@ def plan(config: PipelineConfig) -> dict[str, str]:
 
 
 def _check(config: PipelineConfig) -> Path:
-    from toolkit.models import ARCHITECTURES
+    from digitkit.toolkit.models import ARCHITECTURES
 
     if config.arch not in ARCHITECTURES:
         raise ToolkitError(f"unknown architecture {config.arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
@@ -164,7 +164,7 @@ def pipeline(config: PipelineConfig | None = None, on_event: Callback | None = N
     Raises:
         ToolkitError / ConversionError / InferenceError: bad settings or unusable inputs.
     """
-    from toolkit import stages
+    from digitkit.toolkit import stages
 
     config = PipelineConfig(**{**(config.to_dict() if config else {}), **overrides})
     config = PipelineConfig(**{**config.to_dict(), "threads": tuple(config.threads)})

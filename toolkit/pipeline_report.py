@@ -7,11 +7,11 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime.fileio import atomic_write_text, is_temp
-from toolkit.report import markdown_table
+from digitkit.runtime.fileio import atomic_write_text, is_temp
+from digitkit.toolkit.report import markdown_table
 
 if TYPE_CHECKING:
-    from toolkit.pipeline import PipelineConfig
+    from digitkit.toolkit.pipeline import PipelineConfig
 
 # The bars: (key in headline["bars"], description, limit). Lower is better for all three.
 BARS = (

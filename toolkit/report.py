@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from runtime.fileio import atomic_path, atomic_write_text
-from toolkit.evaluate import confusion_matrix
+from digitkit.runtime.fileio import atomic_path, atomic_write_text
+from digitkit.toolkit.evaluate import confusion_matrix
 
 if TYPE_CHECKING:
-    from toolkit.bench import BenchReport, BenchResult
+    from digitkit.toolkit.bench import BenchReport, BenchResult
 
 COLUMNS = ("model", "mode", "backend", "threads", "size KB", "load ms", "accuracy", "agree", "p50 ms",
            "mean±std ms", "p90 ms", "p99 ms", "images/s", "peak RSS MB", "×size", "×p50", "×images/s")

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from converters.data import balanced_sample
-from runtime.fileio import atomic_path, atomic_write_json, atomic_write_text
-from toolkit.data import MnistData, load_mnist
+from digitkit.converters.data import balanced_sample
+from digitkit.runtime.fileio import atomic_path, atomic_write_json, atomic_write_text
+from digitkit.toolkit.data import MnistData, load_mnist
 
 if TYPE_CHECKING:
-    from toolkit.pipeline import Callback, PipelineConfig
+    from digitkit.toolkit.pipeline import Callback, PipelineConfig
 
 
 @dataclass
@@ -36,13 +36,13 @@ class Context:
         return self._data
 
     def progress(self, stage: str, completed: float, total: float, message: str) -> None:
-        from toolkit.pipeline import StageEvent
+        from digitkit.toolkit.pipeline import StageEvent
 
         self.emit(StageEvent(stage, "progress", completed, total, message))
 
 
 def run_train(ctx: Context) -> tuple[list[str], dict[str, Any]]:
-    from toolkit.train import TrainConfig, train
+    from digitkit.toolkit.train import TrainConfig, train
 
     cfg = ctx.config
 
@@ -59,8 +59,8 @@ def run_train(ctx: Context) -> tuple[list[str], dict[str, Any]]:
 
 
 def run_convert(ctx: Context) -> tuple[list[str], dict[str, Any]]:
-    from converters.errors import GateFailed
-    from toolkit.convert import convert
+    from digitkit.converters.errors import GateFailed
+    from digitkit.toolkit.convert import convert
 
     data = ctx.data()
     summary: dict[str, Any] = {}
@@ -82,7 +82,7 @@ def run_convert(ctx: Context) -> tuple[list[str], dict[str, Any]]:
 
 def run_verify(ctx: Context) -> tuple[list[str], dict[str, Any]]:
     """Re-check the files on disk, as a user would, with ``evaluate``: accuracy, per class, confusion."""
-    from toolkit.evaluate import evaluate
+    from digitkit.toolkit.evaluate import evaluate
 
     conv = ctx.summaries["convert"]
     files = {"keras": "float.keras", "float32": conv["float32"]["path"], "int8": conv["int8"]["path"]}
@@ -103,8 +103,8 @@ def run_verify(ctx: Context) -> tuple[list[str], dict[str, Any]]:
 
 
 def run_bench(ctx: Context) -> tuple[list[str], dict[str, Any]]:
-    from toolkit.bench import bench
-    from toolkit.report import bench_markdown, write_bench_plots
+    from digitkit.toolkit.bench import bench
+    from digitkit.toolkit.report import bench_markdown, write_bench_plots
 
     cfg = ctx.config
     conv = ctx.summaries["convert"]
@@ -144,8 +144,8 @@ def paper_strip(tiles: np.ndarray, scale: int = 3, gap: int = 10) -> np.ndarray:
 def run_classify(ctx: Context) -> tuple[list[str], dict[str, Any]]:
     """Read a handful of test digits with the runtime classifier and the int8 model, one by one and as a
     line of digits on paper (segmentation included)."""
-    from runtime.classifier import DigitClassifier
-    from toolkit.report import plot_digit_grid
+    from digitkit.runtime.classifier import DigitClassifier
+    from digitkit.toolkit.report import plot_digit_grid
 
     data = ctx.data()
     idx = balanced_sample(data.y_test, ctx.config.samples, seed=ctx.config.seed)
@@ -174,7 +174,7 @@ def run_classify(ctx: Context) -> tuple[list[str], dict[str, Any]]:
 
 
 def run_report(ctx: Context) -> tuple[list[str], dict[str, Any]]:
-    from toolkit.pipeline_report import write_report
+    from digitkit.toolkit.pipeline_report import write_report
 
     path = write_report(ctx.out, ctx.config, ctx.summaries, headline(ctx.summaries))
     return [path.name], {"report": path.name}

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from runtime.fileio import atomic_path, atomic_write_json
-from toolkit.data import load_mnist, split_validation
-from toolkit.errors import ToolkitError
-from toolkit.models import ARCHITECTURES, build_model, count_macs
+from digitkit.runtime.fileio import atomic_path, atomic_write_json
+from digitkit.toolkit.data import load_mnist, split_validation
+from digitkit.toolkit.errors import ToolkitError
+from digitkit.toolkit.models import ARCHITECTURES, build_model, count_macs
 
 # Called after every epoch with (epoch, epochs, logs) so a CLI can draw a progress bar.
 EpochCallback = Callable[[int, int, dict[str, float]], None]

@@ -17,7 +17,7 @@ TINY_MAX_DROP = 5.0
 @pytest.fixture(scope="session")
 def converted(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model: Path, synth_data_dir: Path):
     """``converted(mode, io=None)`` -> (report, path): each distinct conversion is run once per session."""
-    from toolkit.convert import convert
+    from digitkit.toolkit.convert import convert
 
     cache: dict[tuple[str, str | None], tuple[object, Path]] = {}
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from conftest import TINY_MAX_DROP
 
-from converters import ConversionError, ConversionReport, ConvertConfig, GateFailed
-from converters.data import balanced_sample
-from converters.flatbuffer import FLOAT_TYPES, float_ops, read_io, read_ops
-from runtime.interpreter import ModelMetadata, TFLiteModel, read_metadata
-from toolkit.convert import conversion_data, convert
+from digitkit.converters import ConversionError, ConversionReport, ConvertConfig, GateFailed
+from digitkit.converters.data import balanced_sample
+from digitkit.converters.flatbuffer import FLOAT_TYPES, float_ops, read_io, read_ops
+from digitkit.runtime.interpreter import ModelMetadata, TFLiteModel, read_metadata
+from digitkit.toolkit.convert import conversion_data, convert
 
 # Each mode's size relative to the float32 .tflite: int8 stores 1-byte weights (the bar is 27 %).
 MAX_RATIO = {"int8": 0.30, "dynamic": 0.30, "float16": 0.55, "float32": 1.0}
@@ -63,8 +63,8 @@ def test_int8_is_integer_only_with_raw_pixel_input(converted) -> None:
 
 def test_int8_graph_rewrite_is_the_same_function_and_leaves_no_dynamic_shape_ops(converted, tiny_keras_model: Path,
                                                                                 synth_test_arrays) -> None:
-    """The int8-only rewrite (converters.tflite.int8_graph): first conv via SPACE_TO_DEPTH, static Flatten."""
-    from converters.tflite import int8_graph, load_keras, space_to_depth_kernel, to_float
+    """The int8-only rewrite (digitkit.converters.tflite.int8_graph): first conv via SPACE_TO_DEPTH, static Flatten."""
+    from digitkit.converters.tflite import int8_graph, load_keras, space_to_depth_kernel, to_float
 
     model = load_keras(tiny_keras_model)
     rewritten = int8_graph(model)
@@ -123,7 +123,7 @@ def test_sidecar_schema_and_runtime_contract(converted, tiny_keras_model: Path) 
 
 
 def test_calibration_comes_from_the_training_split_only_balanced_and_seeded(synth_data_dir: Path) -> None:
-    from toolkit.data import load_mnist, split_validation
+    from digitkit.toolkit.data import load_mnist, split_validation
 
     data = load_mnist(synth_data_dir)
     a = conversion_data(data, 100, seed=0)
@@ -156,7 +156,7 @@ def test_gate_compares_drop_to_max_drop(converted, tiny_keras_model: Path, synth
 
 def test_a_float_op_in_int8_mode_is_refused(monkeypatch, tiny_keras_model: Path, synth_data_dir: Path,
                                             tmp_path: Path) -> None:
-    import converters.api as api
+    import digitkit.converters.api as api
 
     real = api.convert_keras
 
@@ -170,7 +170,7 @@ def test_a_float_op_in_int8_mode_is_refused(monkeypatch, tiny_keras_model: Path,
 
 
 def test_empty_calibration_set_from_arrays(tiny_keras_model: Path, synth_data_dir: Path, tmp_path: Path) -> None:
-    from toolkit.data import load_mnist
+    from digitkit.toolkit.data import load_mnist
 
     data = load_mnist(synth_data_dir)
     empty = dataclasses.replace(data, x_train=data.x_train[:0], y_train=data.y_train[:0], source="empty")
@@ -201,7 +201,8 @@ def test_config_defaults() -> None:
 
 
 def test_importing_converters_does_not_import_tensorflow() -> None:
-    code = "import sys, converters, toolkit.cli_convert; assert 'tensorflow' not in sys.modules, 'tf imported'"
+    code = ("import sys, digitkit.converters, digitkit.toolkit.cli_convert\n"
+            "assert 'tensorflow' not in sys.modules, 'tf imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def seed_int8(tmp_path_factory: pytest.TempPathFactory, real_data_dir: Path, real_seed_model: Path):
     """The default int8 conversion of the default seed model trained in this session."""
-    from toolkit.convert import convert
+    from digitkit.toolkit.convert import convert
 
     out = tmp_path_factory.mktemp("seed_int8") / "int8.tflite"
     return convert(real_seed_model, out, data_dir=str(real_data_dir)), out

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from videos import read_frames, synth_tiles, write_digit_video
 
-from runtime.camera import CameraConfig, FrameReading, clip_roi, parse_roi, run_camera
-from runtime.capture import FrameGrabber, is_live, parse_source
-from runtime.errors import InferenceError
-from runtime.smoothing import ReadingSmoother
+from digitkit.runtime.camera import CameraConfig, FrameReading, clip_roi, parse_roi, run_camera
+from digitkit.runtime.capture import FrameGrabber, is_live, parse_source
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.smoothing import ReadingSmoother
 
 # Index 2 is a blank page. The tiny fixture model (2 epochs on synthetic digits) reads 1, 6 and 8 poorly;
 # the slow test below covers every digit with the real model.
@@ -143,7 +143,7 @@ def test_file_readings_match_the_written_numbers(digit_video, tiny_int8_tflite) 
 
 def test_camera_reads_each_frame_as_the_classifier_does(digit_video, video_frames, tiny_int8_tflite) -> None:
     """The loop adds nothing and loses nothing: each frame's digits are DigitClassifier's on that frame."""
-    from runtime.classifier import DigitClassifier
+    from digitkit.runtime.classifier import DigitClassifier
 
     clf = DigitClassifier(model_path=tiny_int8_tflite, min_confidence=0.0, threads=1)
     readings, _ = run_file(digit_video[0], tiny_int8_tflite, min_confidence=0.0)
@@ -273,8 +273,8 @@ def test_shipped_model_reads_mnist_digits_on_video(tmp_path: Path, real_data_dir
     """Every digit 0-9, real MNIST test digits as ink, the shipped int8 model: the bar is near perfect."""
     from videos import mnist_tiles
 
-    from runtime.classifier import DEFAULT_MODEL
-    from toolkit.data import load_mnist
+    from digitkit.runtime.classifier import DEFAULT_MODEL
+    from digitkit.toolkit.data import load_mnist
 
     if not DEFAULT_MODEL.is_file():
         pytest.skip(f"shipped model {DEFAULT_MODEL} missing; run make model")

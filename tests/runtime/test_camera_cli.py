@@ -14,10 +14,10 @@ import pytest
 from typer.testing import CliRunner
 from videos import synth_tiles, write_digit_video
 
-import runtime.cli_camera as cli_camera
-from runtime.camera import CameraConfig
-from runtime.server import ViewerServer
-from toolkit.cli import app
+import digitkit.runtime.cli_camera as cli_camera
+from digitkit.runtime.camera import CameraConfig
+from digitkit.runtime.server import ViewerServer
+from digitkit.toolkit.cli import app
 
 runner = CliRunner()
 

@@ -16,11 +16,11 @@ import pytest
 from synth import synth_digits
 from typer.testing import CliRunner
 
-import runtime.classifier as classifier_mod
-from runtime import DigitClassifier, InferenceError
-from runtime.classifier import ClassifyConfig, ReadError, Reading, expand_paths
-from runtime.preprocess import mnist_normalise
-from toolkit.cli import app
+import digitkit.runtime.classifier as classifier_mod
+from digitkit.runtime import DigitClassifier, InferenceError
+from digitkit.runtime.classifier import ClassifyConfig, ReadError, Reading, expand_paths
+from digitkit.runtime.preprocess import mnist_normalise
+from digitkit.toolkit.cli import app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from photos import make_photo, make_shapes_photo  # noqa: E402
@@ -265,7 +265,7 @@ def test_folders_are_walked_lazily_in_sorted_path_order(tmp_path: Path, monkeypa
 
 
 def test_a_killed_writers_temp_files_are_not_read_as_images(tmp_path: Path) -> None:
-    from runtime.fileio import temp_beside
+    from digitkit.runtime.fileio import temp_beside
 
     (tmp_path / "a.png").write_bytes(b"x")
     leftover = temp_beside(tmp_path / "b.png")  # what a writer killed mid-write leaves: ".b.png.tmp.PID.XXX.png"

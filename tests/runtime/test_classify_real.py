@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.classifier import DEFAULT_MODEL, DigitClassifier, expand_paths
+from digitkit.runtime.classifier import DEFAULT_MODEL, DigitClassifier, expand_paths
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from photos import edit_distance, photo_set  # noqa: E402
@@ -27,7 +27,7 @@ def shipped() -> DigitClassifier:
 
 @pytest.fixture(scope="module")
 def mnist_test(real_data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    from toolkit.data import load_mnist
+    from digitkit.toolkit.data import load_mnist
 
     d = load_mnist(real_data_dir)
     return d.x_test, d.y_test

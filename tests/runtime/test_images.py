@@ -22,12 +22,12 @@ from PIL import Image
 from synth import synth_digits
 from typer.testing import CliRunner
 
-import runtime.images as images_mod
-from runtime import DigitClassifier, InferenceError
-from runtime.classifier import ClassifyConfig
-from runtime.images import DEFAULT_MAX_PIXELS, read_header
-from runtime.preprocess import mnist_normalise
-from toolkit.cli import app
+import digitkit.runtime.images as images_mod
+from digitkit.runtime import DigitClassifier, InferenceError
+from digitkit.runtime.classifier import ClassifyConfig
+from digitkit.runtime.images import DEFAULT_MAX_PIXELS, read_header
+from digitkit.runtime.preprocess import mnist_normalise
+from digitkit.toolkit.cli import app
 
 runner = CliRunner()
 BIN = Path(sys.executable).parent

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.interpreter import TFLiteModel, load_interpreter_class
+from digitkit.runtime.interpreter import TFLiteModel, load_interpreter_class
 
 
 def test_fast_paths_equal_the_plain_quantization_arithmetic(tiny_int8_tflite: Path,

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from runtime import modelcheck
-from runtime.errors import InferenceError
-from runtime.interpreter import TFLiteModel
-from toolkit.cli import app
+from digitkit.runtime import modelcheck
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.interpreter import TFLiteModel
+from digitkit.toolkit.cli import app
 
 runner = CliRunner()
 SHIPPED = Path(__file__).resolve().parents[2] / "runtime" / "models" / "digitkit_seed_int8.tflite"
@@ -329,7 +329,7 @@ def test_probe_turns_a_crash_and_a_hang_into_errors(monkeypatch: pytest.MonkeyPa
 def test_verdicts_are_cached_and_the_shipped_model_is_known(monkeypatch: pytest.MonkeyPatch,
                                                             models: dict[str, Path], tmp_path: Path) -> None:
     assert hashlib.sha256(SHIPPED.read_bytes()).hexdigest() in modelcheck.TRUSTED_SHA256, (
-        "the shipped model changed: put its new sha256 in runtime.modelcheck.TRUSTED_SHA256")
+        "the shipped model changed: put its new sha256 in digitkit.runtime.modelcheck.TRUSTED_SHA256")
     calls: list[int] = []
     real_probe = modelcheck.probe
     monkeypatch.setattr(modelcheck, "probe", lambda *a, **k: calls.append(1) or real_probe(*a, **k))

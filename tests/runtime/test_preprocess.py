@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from synth import synth_digits
 
-from runtime.errors import InferenceError
-from runtime.preprocess import as_mnist_tile, detect_polarity, ink_map, mnist_normalise, stroke_width, to_gray
-from runtime.segment import find_digits
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.preprocess import as_mnist_tile, detect_polarity, ink_map, mnist_normalise, stroke_width, to_gray
+from digitkit.runtime.segment import find_digits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from photos import make_photo, paper, shape_mask  # noqa: E402

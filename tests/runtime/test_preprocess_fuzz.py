@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from synth import synth_digits
 
-from runtime.classifier import DigitClassifier, Reading
-from runtime.errors import InferenceError
-from runtime.preprocess import as_mnist_tile, detect_polarity, ink_map, mnist_normalise, to_gray
-from runtime.segment import SegmentConfig, find_digits
+from digitkit.runtime.classifier import DigitClassifier, Reading
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.preprocess import as_mnist_tile, detect_polarity, ink_map, mnist_normalise, to_gray
+from digitkit.runtime.segment import SegmentConfig, find_digits
 
 DTYPES = [np.bool_, np.uint8, np.int8, np.uint16, np.int32, np.int64, np.float16, np.float32, np.float64,
           np.complex128, np.dtype("datetime64[s]")]

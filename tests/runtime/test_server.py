@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 from videos import synth_tiles, write_digit_video
 
-import runtime.server as server_mod
-from runtime.errors import InferenceError
-from runtime.server import ViewerServer, parse_address
+import digitkit.runtime.server as server_mod
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.server import ViewerServer, parse_address
 
 DIGITKIT = str(Path(sys.executable).parent / "digitkit")
 

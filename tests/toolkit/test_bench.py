@@ -10,11 +10,11 @@ import cv2
 import pytest
 from typer.testing import CliRunner
 
-from toolkit.bench import BenchReport, bench, parse_int_list
-from toolkit.cli import app
-from toolkit.errors import ToolkitError
-from toolkit.evaluate import evaluate
-from toolkit.measure import tflite_mode
+from digitkit.toolkit.bench import BenchReport, bench, parse_int_list
+from digitkit.toolkit.cli import app
+from digitkit.toolkit.errors import ToolkitError
+from digitkit.toolkit.evaluate import evaluate
+from digitkit.toolkit.measure import tflite_mode
 
 LIMIT = 200
 FAST = {"runs": 30, "warmup": 3, "limit": LIMIT, "batch_size": 64}

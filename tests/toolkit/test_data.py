@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from synth import idx_bytes, synth_digits, write_idx_folder
 
-from toolkit.data import (
+from digitkit.toolkit.data import (
     ENV_VAR,
     load_mnist,
     load_npz,
     read_idx,
     split_validation,
 )
-from toolkit.errors import DataError
+from digitkit.toolkit.errors import DataError
 
 
 @pytest.fixture()
@@ -60,7 +60,7 @@ def test_env_var_is_used_when_no_data_dir(monkeypatch: pytest.MonkeyPatch, synth
 
 def test_nothing_found_offline_says_where_it_looked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(ENV_VAR, raising=False)
-    monkeypatch.setattr("toolkit.data.KERAS_CACHE", tmp_path / "nope" / "mnist.npz")
+    monkeypatch.setattr("digitkit.toolkit.data.KERAS_CACHE", tmp_path / "nope" / "mnist.npz")
     with pytest.raises(DataError) as err:
         load_mnist(None, allow_download=False)
     msg = str(err.value)

@@ -12,9 +12,9 @@ import cv2
 import pytest
 from typer.testing import CliRunner
 
-from toolkit.cli import app
-from toolkit.errors import ToolkitError
-from toolkit.pipeline import STAGES, PipelineConfig, PipelineResult, StageEvent, pipeline, plan
+from digitkit.toolkit.cli import app
+from digitkit.toolkit.errors import ToolkitError
+from digitkit.toolkit.pipeline import STAGES, PipelineConfig, PipelineResult, StageEvent, pipeline, plan
 
 runner = CliRunner()
 

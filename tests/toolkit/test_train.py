@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.errors import ToolkitError
-from toolkit.models import ARCHITECTURES, build_model, count_macs, describe
-from toolkit.train import TrainConfig, train
+from digitkit.toolkit.errors import ToolkitError
+from digitkit.toolkit.models import ARCHITECTURES, build_model, count_macs, describe
+from digitkit.toolkit.train import TrainConfig, train
 
 
 def test_seed_architecture_is_exactly_the_seed_network() -> None:
