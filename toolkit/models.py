@@ -1,5 +1,6 @@
 """The registered architectures. Each builder returns a plain Keras model: (28, 28, 1) floats in [0, 1] in,
-10 softmax probabilities out. Dropout is a training-only argument: the saved inference graph is rebuilt
+11 softmax probabilities out (the digits 0-9 and "not a digit", see toolkit/negatives.py; ``classes=10`` builds
+a digits-only model). Dropout is a training-only argument: the saved inference graph is rebuilt
 with ``dropout=0`` so no regularisation layer ends up in it.
 """
 
@@ -12,7 +13,8 @@ from typing import Any
 from digitkit.toolkit.errors import ToolkitError
 
 INPUT_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # the digits
+WITH_NOT_A_DIGIT = NUM_CLASSES + 1  # the digits and "not a digit" (index 10): what `digitkit train` builds
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class ArchInfo:
         return {"name": self.name, "description": self.description, "params": self.params, "macs": self.macs}
 
 
-def _seed(keras: Any, dropout: float, batch_norm: bool) -> Any:
+def _seed(keras: Any, dropout: float, batch_norm: bool, classes: int) -> Any:
     layers = keras.layers
     inputs = keras.Input(shape=INPUT_SHAPE, name="image")
     x = inputs
@@ -45,21 +47,21 @@ def _seed(keras: Any, dropout: float, batch_norm: bool) -> Any:
     x = layers.ReLU()(x)
     if dropout:
         x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+    outputs = layers.Dense(classes, activation="softmax", name="probs")(x)
     return keras.Model(inputs, outputs, name="seed_bn" if batch_norm else "seed")
 
 
-def build_seed(keras: Any, dropout: float = 0.0) -> Any:
-    """The seed network: conv 5x5x16 -> pool -> conv 5x5x36 -> pool -> fc 128 -> fc 10."""
-    return _seed(keras, dropout, batch_norm=False)
+def build_seed(keras: Any, dropout: float = 0.0, classes: int = WITH_NOT_A_DIGIT) -> Any:
+    """The seed network: conv 5x5x16 -> pool -> conv 5x5x36 -> pool -> fc 128 -> fc 10 (+1: not a digit)."""
+    return _seed(keras, dropout, batch_norm=False, classes=classes)
 
 
-def build_seed_bn(keras: Any, dropout: float = 0.0) -> Any:
+def build_seed_bn(keras: Any, dropout: float = 0.0, classes: int = WITH_NOT_A_DIGIT) -> Any:
     """The seed network with batch norm after every conv and the fc 128 (folded away by the converter)."""
-    return _seed(keras, dropout, batch_norm=True)
+    return _seed(keras, dropout, batch_norm=True, classes=classes)
 
 
-def build_vgg(keras: Any, dropout: float = 0.0) -> Any:
+def build_vgg(keras: Any, dropout: float = 0.0, classes: int = WITH_NOT_A_DIGIT) -> Any:
     """A VGG-style 32-32-64-64 3x3 conv net with batch norm, for the best accuracy."""
     layers = keras.layers
     inputs = keras.Input(shape=INPUT_SHAPE, name="image")
@@ -76,11 +78,11 @@ def build_vgg(keras: Any, dropout: float = 0.0) -> Any:
     x = layers.ReLU()(x)
     if dropout:
         x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+    outputs = layers.Dense(classes, activation="softmax", name="probs")(x)
     return keras.Model(inputs, outputs, name="vgg")
 
 
-def _strided_tower(keras: Any, inputs: Any, dropout: float, prefix: str = "") -> Any:
+def _strided_tower(keras: Any, inputs: Any, dropout: float, classes: int, prefix: str = "") -> Any:
     layers = keras.layers
     x = inputs
     n = 0
@@ -99,29 +101,30 @@ def _strided_tower(keras: Any, inputs: Any, dropout: float, prefix: str = "") ->
     x = layers.Flatten(name=f"{prefix}flatten")(x)
     if dropout:
         x = layers.Dropout(dropout, name=f"{prefix}drop")(x)
-    return layers.Dense(NUM_CLASSES, activation="softmax", name=f"{prefix}probs")(x)
+    return layers.Dense(classes, activation="softmax", name=f"{prefix}probs")(x)
 
 
-def build_strided(keras: Any, dropout: float = 0.0) -> Any:
+def build_strided(keras: Any, dropout: float = 0.0, classes: int = WITH_NOT_A_DIGIT) -> Any:
     """Two stacks of 3x3 convs that downsample with a learned 5x5 stride-2 conv instead of pooling, then a 4x4
     conv to 128 features (the layout of Chris Deotte's Kaggle MNIST net); batch norm after every conv and
     dropout after each stack during training."""
     inputs = keras.Input(shape=INPUT_SHAPE, name="image")
-    return keras.Model(inputs, _strided_tower(keras, inputs, dropout), name="strided")
+    return keras.Model(inputs, _strided_tower(keras, inputs, dropout, classes), name="strided")
 
 
-def build_strided_pair(keras: Any, dropout: float = 0.0, training: bool = False) -> Any:
+def build_strided_pair(keras: Any, dropout: float = 0.0, training: bool = False,
+                       classes: int = WITH_NOT_A_DIGIT) -> Any:
     """Two independently initialised ``strided`` networks in one graph whose probabilities are averaged: a
     two-member ensemble. For training (``training=True``) the members are separate outputs, each with its
     own loss, so they learn independently rather than co-adapting to the average."""
     inputs = keras.Input(shape=INPUT_SHAPE, name="image")
-    members = [_strided_tower(keras, inputs, dropout, prefix=f"m{i}_") for i in range(2)]
+    members = [_strided_tower(keras, inputs, dropout, classes, prefix=f"m{i}_") for i in range(2)]
     if training:
         return keras.Model(inputs, members, name="strided_pair")
     return keras.Model(inputs, keras.layers.Average(name="probs")(members), name="strided_pair")
 
 
-def build_tiny(keras: Any, dropout: float = 0.0) -> Any:
+def build_tiny(keras: Any, dropout: float = 0.0, classes: int = WITH_NOT_A_DIGIT) -> Any:
     """A microcontroller-class net: conv 3x3x8 -> pool -> conv 3x3x16 -> pool -> fc 10 (~10 k params)."""
     layers = keras.layers
     inputs = keras.Input(shape=INPUT_SHAPE, name="image")
@@ -132,7 +135,7 @@ def build_tiny(keras: Any, dropout: float = 0.0) -> Any:
     x = layers.Flatten()(x)
     if dropout:
         x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+    outputs = layers.Dense(classes, activation="softmax", name="probs")(x)
     return keras.Model(inputs, outputs, name="tiny")
 
 
@@ -150,7 +153,7 @@ ARCHITECTURES: dict[str, tuple[Callable[..., Any], str]] = {
 MEMBERWISE = frozenset({"strided-pair"})
 
 
-def build_model(arch: str, dropout: float = 0.0, training: bool = False) -> Any:
+def build_model(arch: str, dropout: float = 0.0, training: bool = False, classes: int = WITH_NOT_A_DIGIT) -> Any:
     """Build the named architecture (TensorFlow/Keras is imported here, lazily). ``training=True`` gives the
     graph to fit: the same weights in the same order, but an ensemble has one output per member.
 
@@ -162,8 +165,8 @@ def build_model(arch: str, dropout: float = 0.0, training: bool = False) -> Any:
     import keras
 
     if training and arch in MEMBERWISE:
-        return ARCHITECTURES[arch][0](keras, dropout=dropout, training=True)
-    return ARCHITECTURES[arch][0](keras, dropout=dropout)
+        return ARCHITECTURES[arch][0](keras, dropout=dropout, training=True, classes=classes)
+    return ARCHITECTURES[arch][0](keras, dropout=dropout, classes=classes)
 
 
 def count_macs(model: Any) -> int:

@@ -19,7 +19,8 @@ import numpy as np
 from digitkit.runtime.fileio import atomic_path, atomic_write_json
 from digitkit.toolkit.data import load_mnist, split_validation
 from digitkit.toolkit.errors import ToolkitError
-from digitkit.toolkit.models import ARCHITECTURES, build_model, count_macs
+from digitkit.toolkit.models import ARCHITECTURES, NUM_CLASSES, WITH_NOT_A_DIGIT, build_model, count_macs
+from digitkit.toolkit.negatives import HELD_OUT, NOT_A_DIGIT, Negatives, NegativesConfig, generate
 
 # Called after every epoch with (epoch, epochs, logs) so a CLI can draw a progress bar.
 EpochCallback = Callable[[int, int, dict[str, float]], None]
@@ -45,6 +46,7 @@ class TrainConfig:
     rotation_deg: float = 10.0
     zoom: float = 0.1
     shift: float = 0.1
+    not_a_digit: bool = True  # an 11th class trained on generated non-digit tiles (toolkit/negatives.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +73,7 @@ class TrainResult:
     train_seconds: float
     versions: dict[str, str]
     config: dict[str, Any]
+    not_a_digit: dict[str, Any] | None = None  # rejection on validation negatives and the held-out family
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,10 +108,11 @@ def _versions() -> dict[str, str]:
             "numpy": np.__version__}
 
 
-def _dataset(tf: Any, keras: Any, x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool) -> Any:
+def _dataset(tf: Any, keras: Any, x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool,
+             classes: int) -> Any:
     """A tf.data pipeline: floats in [0, 1], one-hot labels; shuffled and augmented when training."""
     x = (x.astype(np.float32) / 255.0)[..., None]
-    y = keras.utils.to_categorical(y, 10).astype(np.float32)
+    y = keras.utils.to_categorical(y, classes).astype(np.float32)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
         ds = ds.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
@@ -122,6 +126,37 @@ def _dataset(tf: Any, keras: Any, x: np.ndarray, y: np.ndarray, config: TrainCon
         ])
         ds = ds.map(lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def training_negatives(x_train: np.ndarray, x_val: np.ndarray, seed: int) -> tuple[Negatives, Negatives]:
+    """The non-digit tiles of one run: for training (made from training-split digits) and for validation (a
+    tenth as many, another seed, made from validation digits). Deterministic for a seed, so conversion can make
+    the same calibration and validation sets again. The held-out family is never among them."""
+    config = NegativesConfig(seed=seed)
+    val_counts = {k: max(1, v // 10) for k, v in config.per_family.items()}
+    return (generate(x_train, config),
+            generate(x_val if len(x_val) else x_train, families=val_counts, seed=seed + 1000))
+
+
+def held_out_negatives(digits: np.ndarray, seed: int, n: int = 1000) -> Negatives:
+    """Tiles of the family no model is trained on, to measure rejection of a kind of mark never seen."""
+    return generate(digits, families={HELD_OUT: n}, seed=seed + 2000)
+
+
+def _rejection(predict: Callable[[np.ndarray], np.ndarray], neg_val: Negatives, held: Negatives,
+               x_val: np.ndarray) -> dict[str, Any]:
+    """How often the model answers "not a digit": per validation family, on the held-out family, and (wrongly)
+    on validation digits."""
+    def rate(x: np.ndarray) -> float:
+        return float(np.mean(predict(x).argmax(axis=-1) == NOT_A_DIGIT)) if len(x) else float("nan")
+
+    return {
+        "index": NOT_A_DIGIT, "held_out_family": HELD_OUT,
+        "val_rejected_by_family": {str(f): rate(neg_val.x[neg_val.family == f]) for f in np.unique(neg_val.family)},
+        "val_rejected": rate(neg_val.x), "held_out_rejected": rate(held.x),
+        "val_digits_called_not_a_digit": rate(x_val),
+        "negatives": NegativesConfig().to_dict() | {"fashion_available": neg_val.fashion_available},
+    }
 
 
 def _member_mean(logs: dict[str, float]) -> dict[str, float]:
@@ -158,9 +193,19 @@ def train(config: TrainConfig | None = None, on_epoch: EpochCallback | None = No
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
 
-    model = build_model(config.arch, dropout=config.dropout, training=True)
+    classes = WITH_NOT_A_DIGIT if config.not_a_digit else NUM_CLASSES
+    x_tr, y_tr, x_va, y_va = split.x_train, split.y_train, split.x_val, split.y_val
+    neg_val = None
+    if config.not_a_digit:
+        neg_tr, neg_val = training_negatives(split.x_train, split.x_val, config.seed)
+        x_tr = np.concatenate([x_tr, neg_tr.x])
+        y_tr = np.concatenate([y_tr, np.full(len(neg_tr.x), NOT_A_DIGIT, y_tr.dtype)])
+        x_va = np.concatenate([x_va, neg_val.x])
+        y_va = np.concatenate([y_va, np.full(len(neg_val.x), NOT_A_DIGIT, y_va.dtype)])
+
+    model = build_model(config.arch, dropout=config.dropout, training=True, classes=classes)
     members = len(model.outputs)  # > 1 for an ensemble: every member gets the labels and its own loss
-    steps = config.epochs * int(np.ceil(len(split.x_train) / config.batch_size))
+    steps = config.epochs * int(np.ceil(len(x_tr) / config.batch_size))
     warmup = max(1, int(0.3 * steps))
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.peak_lr / 25.0, decay_steps=max(1, steps - warmup), alpha=1e-3,
@@ -175,8 +220,8 @@ def train(config: TrainConfig | None = None, on_epoch: EpochCallback | None = No
     if on_epoch is not None:
         callbacks.append(keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, config.epochs, _member_mean(dict(logs or {})))))
-    train_ds = _dataset(tf, keras, split.x_train, split.y_train, config, training=True)
-    val_ds = _dataset(tf, keras, split.x_val, split.y_val, config, training=False) if len(split.x_val) else None
+    train_ds = _dataset(tf, keras, x_tr, y_tr, config, training=True, classes=classes)
+    val_ds = _dataset(tf, keras, x_va, y_va, config, training=False, classes=classes) if len(x_va) else None
     if members > 1:
         train_ds = train_ds.map(lambda a, b: (a, (b,) * members))
         val_ds = val_ds.map(lambda a, b: (a, (b,) * members)) if val_ds is not None else None
@@ -186,23 +231,26 @@ def train(config: TrainConfig | None = None, on_epoch: EpochCallback | None = No
     seconds = time.perf_counter() - start
 
     # The saved graph is the architecture rebuilt without dropout, carrying the trained weights.
-    inference = build_model(config.arch, dropout=0.0)
+    inference = build_model(config.arch, dropout=0.0, classes=classes)
     inference.set_weights(model.get_weights())
 
+    def predict(x: np.ndarray) -> np.ndarray:
+        return inference.predict((x.astype(np.float32) / 255.0)[..., None], batch_size=512, verbose=0)
+
     def accuracy(x: np.ndarray, y: np.ndarray) -> float:
-        if len(x) == 0:
-            return float("nan")
-        probs = inference.predict((x.astype(np.float32) / 255.0)[..., None], batch_size=512, verbose=0)
-        return float(np.mean(probs.argmax(axis=-1) == y))
+        # argmax over every output: "not a digit" on a digit counts as an error
+        return float(np.mean(predict(x).argmax(axis=-1) == y)) if len(x) else float("nan")
 
     result = TrainResult(
         model_path=str(out), sidecar_path=str(sidecar_for(out)), arch=config.arch,
         params=int(inference.count_params()), macs=count_macs(inference),
         data_source=data.source, data_sha256=data.sha256,
-        train_size=len(split.x_train), val_size=len(split.x_val), test_size=len(data.x_test),
+        train_size=len(x_tr), val_size=len(x_va), test_size=len(data.x_test),
         epochs=config.epochs, seed=config.seed,
         val_accuracy=accuracy(split.x_val, split.y_val), test_accuracy=accuracy(data.x_test, data.y_test),
         train_seconds=round(seconds, 1), versions=_versions(), config=config.to_dict(),
+        not_a_digit=(_rejection(predict, neg_val, held_out_negatives(split.x_train, config.seed), split.x_val)
+                     if neg_val is not None else None),
     )
     with atomic_path(out) as tmp:
         inference.save(tmp)
