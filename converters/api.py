@@ -14,14 +14,16 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from digitkit.converters.data import ConversionData
 from digitkit.converters.errors import ConversionError, GateFailed
 from digitkit.converters.flatbuffer import float_ops, op_counts, read_io, read_ops
 from digitkit.converters.report import ConversionReport, sidecar
-from digitkit.converters.tflite import ConvertConfig, convert_keras, load_keras
-from digitkit.converters.verify import layer_errors, verify
+from digitkit.converters.tflite import NUM_CLASSES, ConvertConfig, convert_keras, load_keras
+from digitkit.converters.verify import layer_errors, rejection, verify
 from digitkit.runtime.fileio import atomic_write_json, fsync_dir, temp_beside
-from digitkit.runtime.interpreter import sidecar_path
+from digitkit.runtime.interpreter import ModelMetadata, sidecar_path
 
 
 def rejected_path(out: str | os.PathLike[str]) -> Path:
@@ -80,6 +82,14 @@ def make_config(config: ConvertConfig | None, overrides: dict[str, Any]) -> Conv
     return config
 
 
+def model_metadata(keras_model: Any) -> ModelMetadata:
+    """What the runtime must know of a model's outputs: 10 digits, or 10 digits and "not a digit" (index 10)."""
+    classes = int(keras_model.outputs[0].shape[-1])
+    if classes == NUM_CLASSES:
+        return ModelMetadata()
+    return ModelMetadata(labels=(*ModelMetadata().labels, "not a digit"), not_a_digit=NUM_CLASSES)
+
+
 def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: ConvertConfig | None = None,
             *, data: ConversionData, **overrides: Any) -> ConversionReport:
     """Convert, verify, gate, and write ``out`` plus ``out``'s .json (the CLI's twin, which finds and
@@ -104,9 +114,13 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
     keras_model = load_keras(source)
     int8 = config.mode == "int8"
     io = config.resolved_io
+    metadata = model_metadata(keras_model)
+    calibration = data.calibration
+    if metadata.not_a_digit is not None and data.calibration_negatives is not None:
+        calibration = np.concatenate([calibration, data.calibration_negatives])
 
     start = time.perf_counter()
-    flat = convert_keras(keras_model, config.mode, io, data.calibration if int8 else None)
+    flat = convert_keras(keras_model, config.mode, io, calibration if int8 else None)
     conversion_seconds = time.perf_counter() - start
     float32_bytes = len(flat) if config.mode == "float32" else len(convert_keras(keras_model, "float32"))
 
@@ -126,7 +140,11 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
             fh.flush()
             os.fsync(fh.fileno())
         start = time.perf_counter()
-        result = verify(keras_model, tmp, data.x_test, data.y_test, threads=config.threads)
+        result = verify(keras_model, tmp, data.x_test, data.y_test, threads=config.threads, metadata=metadata)
+        nad = None
+        if metadata.not_a_digit is not None and data.val_digits is not None and data.val_negatives is not None:
+            nad = rejection(tmp, metadata, data.val_digits, data.val_negatives, config.keep_digits, config.threads)
+            metadata = replace(metadata, reject_threshold=nad.threshold)
         verification_seconds = time.perf_counter() - start
         layers = layer_errors(keras_model, data.calibration, data.debug_images) if config.debug_layers else None
 
@@ -145,6 +163,7 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
             op_counts=op_counts(ops), float_ops=len(floating),
             rejected_path=str(kept) if kept else None,
             layers_path=str(layers_path(out)) if layers is not None else None,
+            not_a_digit=nad.to_dict() if nad is not None else None,
         )
         if layers is not None:  # written whether or not the gate passes: it is how a failure is debugged
             atomic_write_json(layers_path(out), {"model": str(out), "source_model": str(source),
@@ -153,8 +172,8 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
         if target is not None:
             provenance = {**data.provenance(), "calibration_seed": config.calibration_seed,
                           "calibration_from": f"training split (validation fraction {config.val_fraction} "
-                                              "held out, seed 0, as `digitkit train`)"}
-            atomic_write_json(sidecar_path(target), sidecar(report, source, provenance, config.to_dict()))
+                                              f"held out, seed {data.split_seed}, as `digitkit train` recorded)"}
+            atomic_write_json(sidecar_path(target), sidecar(report, source, provenance, config.to_dict(), metadata))
             os.replace(tmp, target)
             fsync_dir(target.parent)
     finally:

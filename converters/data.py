@@ -27,11 +27,17 @@ class ConversionData:
     source: str
     sha256: str
     train_split_size: int  # images in the training split the calibration set was drawn from
+    # For a model with a "not a digit" output: non-digit tiles to calibrate with (from the training
+    # negatives), and the validation digits and negatives the rejection threshold is chosen on.
+    calibration_negatives: np.ndarray | None = None
+    val_digits: np.ndarray | None = None
+    val_negatives: np.ndarray | None = None
+    split_seed: int = 0
 
     def provenance(self) -> dict[str, Any]:
         return {"data_source": self.source, "data_sha256": self.sha256,
                 "calibration_samples": int(len(self.calibration)), "train_split_size": self.train_split_size,
-                "test_size": int(len(self.y_test))}
+                "test_size": int(len(self.y_test)), "split_seed": self.split_seed}
 
 
 def balanced_sample(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -50,9 +56,12 @@ def balanced_sample(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 def prepare(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
             x_test: np.ndarray, y_test: np.ndarray, *, samples: int, seed: int = 0, source: str = "",
-            sha256: str = "") -> ConversionData:
+            sha256: str = "", negatives: np.ndarray | None = None, val_negatives: np.ndarray | None = None,
+            split_seed: int = 0) -> ConversionData:
     """Draw ``samples`` calibration images, balanced over the classes and seeded, from the training split
     ``x_train``/``y_train`` (the caller holds the validation split ``x_val``/``y_val`` out, as training did).
+    ``negatives``/``val_negatives``: the run's non-digit tiles, for a model with a "not a digit" output (one
+    calibration image in 11 is drawn from them, as one training class in 11 was).
 
     Raises:
         ConversionError: no training or no test images.
@@ -65,6 +74,12 @@ def prepare(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: 
                               f"{len(y_train)} images); use a larger dataset")
     val_idx = balanced_sample(np.asarray(y_val), DEBUG_SAMPLES, seed=seed)
     debug = x_val[val_idx] if len(val_idx) else x_train[idx[:DEBUG_SAMPLES]]
+    neg_cal = None
+    if negatives is not None and len(negatives):
+        rng = np.random.default_rng(seed)
+        neg_cal = np.asarray(negatives)[rng.permutation(len(negatives))[:max(1, samples // 11)]]
     return ConversionData(calibration=np.asarray(x_train)[idx], debug_images=debug, x_test=np.asarray(x_test),
                           y_test=np.asarray(y_test), source=str(source), sha256=str(sha256),
-                          train_split_size=int(len(y_train)))
+                          train_split_size=int(len(y_train)), calibration_negatives=neg_cal,
+                          val_digits=np.asarray(x_val) if len(x_val) else None,
+                          val_negatives=val_negatives, split_seed=int(split_seed))

@@ -47,6 +47,7 @@ class ConversionReport:
     float_ops: int = 0  # operators reading or writing a float tensor (must be 0 for int8)
     rejected_path: str | None = None  # with --keep-rejected, where the failing model was kept
     layers_path: str | None = None
+    not_a_digit: dict[str, Any] | None = None  # Rejection.to_dict() for a model with a "not a digit" output
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,10 +73,11 @@ def versions() -> dict[str, str]:
 
 
 def sidecar(report: ConversionReport, source: str | os.PathLike[str], provenance: dict[str, Any],
-            config: dict[str, Any]) -> dict[str, Any]:
+            config: dict[str, Any], metadata: ModelMetadata | None = None) -> dict[str, Any]:
     """The ``FILE.json`` beside the model. The runtime reads only the "runtime" key (read_metadata)."""
     return {
-        "runtime": ModelMetadata().to_dict(),  # MNIST conventions: labels 0-9, 28x28, white on black, x/255
+        # MNIST conventions (labels 0-9, 28x28, white on black, x/255) and the not-a-digit rule, if any
+        "runtime": (metadata or ModelMetadata()).to_dict(),
         "report": report.to_dict(),
         "provenance": {
             "source_model": str(source),
@@ -115,6 +117,11 @@ def report_table(report: ConversionReport) -> Table:
         ("conversion time", f"{report.conversion_seconds:.2f} s"),
         ("verification time", f"{report.verification_seconds:.1f} s"),
     ]
+    if report.not_a_digit:
+        nad = report.not_a_digit
+        rows.append(("not-a-digit threshold (validation)",
+                     f"{nad['threshold']:.3f}: keeps {nad['val_digits_kept']:.2%} of {nad['val_digits']} digits, "
+                     f"rejects {nad['val_negatives_rejected']:.2%} of {nad['val_negatives']} non-digits"))
     if report.layers_path:
         rows.append(("per-layer report", report.layers_path))
     for key, value in rows:

@@ -40,6 +40,9 @@ class ConvertConfig:
     debug_layers: bool = False
     keep_rejected: bool = False
     threads: int | None = None  # interpreter threads for the verification pass
+    # A model with a "not a digit" output: its rejection threshold is the lowest that keeps this share of the
+    # validation digits (chosen on the converted model; see converters/verify.py).
+    keep_digits: float = 0.999
 
     @property
     def resolved_io(self) -> str:
@@ -101,7 +104,7 @@ def quiet_tf() -> Iterator[None]:
 
 
 def load_keras(path: str | os.PathLike[str]) -> Any:
-    """Load a .keras model and check it is a digit model: (28, 28, 1) in, 10 classes out.
+    """Load a .keras model and check it is a digit model: (28, 28, 1) in, 10 classes (or 10 + "not a digit") out.
 
     Raises:
         ConversionError: missing file, not a Keras model, or the wrong input/output shape.
@@ -125,8 +128,9 @@ def load_keras(path: str | os.PathLike[str]) -> Any:
     if in_shape != INPUT_SHAPE:
         raise ConversionError(f"{path}: model input is {in_shape}, expected {INPUT_SHAPE} "
                               "(28x28 grayscale digits); it is not an MNIST digit model")
-    if out_shape != (NUM_CLASSES,):
-        raise ConversionError(f"{path}: model output is {out_shape}, expected ({NUM_CLASSES},) class probabilities")
+    if out_shape not in ((NUM_CLASSES,), (NUM_CLASSES + 1,)):
+        raise ConversionError(f"{path}: model output is {out_shape}, expected ({NUM_CLASSES},) class probabilities "
+                              f"(or ({NUM_CLASSES + 1},) with 'not a digit')")
     return model
 
 

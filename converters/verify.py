@@ -16,7 +16,10 @@ import numpy as np
 from digitkit.converters.errors import ConversionError
 from digitkit.converters.tflite import layer_debugger, quiet_tf, to_float
 from digitkit.runtime.errors import InferenceError
-from digitkit.runtime.interpreter import TFLiteModel
+from digitkit.runtime.interpreter import ModelMetadata, TFLiteModel
+
+# Candidate rejection thresholds on the "not a digit" probability: the int8 output's own steps (1/256).
+THRESHOLD_GRID = tuple(k / 256 for k in range(1, 256))
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ def keras_predict(model: Any, images: np.ndarray, batch_size: int = 512) -> np.n
 
 
 def verify(model: Any, tflite_path: str | os.PathLike[str], x_test: np.ndarray, y_test: np.ndarray,
-           threads: int | None = None) -> Verification:
+           threads: int | None = None, metadata: ModelMetadata | None = None) -> Verification:
     """Compare the float Keras ``model`` and the .tflite at ``tflite_path`` on (x_test, y_test).
 
     Raises:
@@ -51,7 +54,7 @@ def verify(model: Any, tflite_path: str | os.PathLike[str], x_test: np.ndarray, 
     float_pred = keras_predict(model, x_test)
     try:
         with quiet_tf():  # the interpreter announces its XNNPACK delegate on stderr
-            runtime_model = TFLiteModel(tflite_path, threads=threads)
+            runtime_model = TFLiteModel(tflite_path, threads=threads, metadata=metadata)
         converted_pred = runtime_model.predict(np.asarray(x_test))
     except InferenceError as exc:
         raise ConversionError(f"the converted model does not run in the runtime: {exc}") from None
@@ -62,6 +65,57 @@ def verify(model: Any, tflite_path: str | os.PathLike[str], x_test: np.ndarray, 
         drop_pp=round((float_acc - conv_acc) * 100.0, 6), agreement=float(np.mean(float_pred == converted_pred)),
         backend=runtime_model.backend,
     )
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """The converted model's "not a digit" threshold, chosen on validation data (never the test set), and the
+    trade-off around it."""
+
+    threshold: float  # reject a candidate whose not-a-digit probability is at least this
+    keep_target: float  # share of validation digits the threshold had to keep
+    val_digits: int
+    val_digits_kept: float
+    val_negatives: int
+    val_negatives_rejected: float
+    curve: list[dict[str, float]]  # threshold -> digits kept, negatives rejected (a few points)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def choose_threshold(p_digits: np.ndarray, p_negatives: np.ndarray, keep: float) -> Rejection:
+    """The lowest threshold (most rejection) that still keeps ``keep`` of the validation digits.
+
+    Args:
+        p_digits: the not-a-digit probability of each validation digit.
+        p_negatives: the same for each validation non-digit tile.
+        keep: the share of digits that must stay digits, e.g. 0.999.
+    """
+    def kept(t: float) -> float:
+        return float(np.mean(p_digits < t)) if len(p_digits) else 1.0
+
+    def rejected(t: float) -> float:
+        return float(np.mean(p_negatives >= t)) if len(p_negatives) else 0.0
+
+    threshold = next((t for t in THRESHOLD_GRID if kept(t) >= keep), THRESHOLD_GRID[-1])
+    points = sorted({threshold, 0.1, 0.25, 0.5, 0.75, 0.9})
+    return Rejection(threshold=threshold, keep_target=keep, val_digits=int(len(p_digits)),
+                     val_digits_kept=kept(threshold), val_negatives=int(len(p_negatives)),
+                     val_negatives_rejected=rejected(threshold),
+                     curve=[{"threshold": t, "digits_kept": kept(t), "negatives_rejected": rejected(t)}
+                            for t in points])
+
+
+def rejection(tflite_path: str | os.PathLike[str], metadata: ModelMetadata, val_digits: np.ndarray,
+              val_negatives: np.ndarray, keep: float, threads: int | None = None) -> Rejection:
+    """Run the converted model (through the runtime) on validation digits and non-digits; choose the threshold."""
+    with quiet_tf():
+        model = TFLiteModel(tflite_path, threads=threads, metadata=metadata)
+    index = metadata.not_a_digit
+    assert index is not None
+    return choose_threshold(model.predict_proba(val_digits)[:, index], model.predict_proba(val_negatives)[:, index],
+                            keep)
 
 
 @dataclass(frozen=True)

@@ -188,11 +188,23 @@ class DigitClassifier:
                         for s in segments]
         return segments
 
+    def is_digit(self, p: np.ndarray) -> tuple[int, bool]:
+        """(the best digit output, whether the model's own "not a digit" answer lets it stand) for one
+        probability row. A digits-only model always lets it stand."""
+        md = self.model.metadata
+        idx = md.digit_indices
+        best = idx[int(np.argmax(p[idx]))]
+        if md.not_a_digit is None:
+            return best, True
+        threshold = md.reject_threshold if md.reject_threshold is not None else 0.5
+        return best, float(p[md.not_a_digit]) < threshold
+
     def _reading(self, name: str, segments: list[Segment], probs: np.ndarray) -> Reading:
         digits = []
         for seg, p in zip(segments, probs, strict=True):
-            label = int(p.argmax())
-            if float(p[label]) >= self.config.min_confidence and stroke_width(seg.tile) <= self.config.max_stroke:
+            label, kept = self.is_digit(p)
+            if kept and float(p[label]) >= self.config.min_confidence and \
+                    stroke_width(seg.tile) <= self.config.max_stroke:
                 digits.append(Digit(label=int(self.model.metadata.labels[label]), confidence=float(p[label]),
                                     box=seg.box))
         return Reading(path=name, text="".join(str(d.label) for d in digits), digits=tuple(digits))

@@ -43,7 +43,8 @@ def synth_test_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def tiny_keras_model(tmp_path_factory: pytest.TempPathFactory, synth_data_dir: Path) -> Path:
-    """The seed architecture trained for one short epoch on the synthetic data, saved as .keras."""
+    """The seed architecture as `digitkit train` makes it (the digits and "not a digit"), trained for two short
+    epochs on the synthetic data, saved as .keras."""
     from digitkit.toolkit.train import train
 
     out = tmp_path_factory.mktemp("tiny_model") / "float.keras"
@@ -52,16 +53,39 @@ def tiny_keras_model(tmp_path_factory: pytest.TempPathFactory, synth_data_dir: P
 
 
 @pytest.fixture(scope="session")
-def tiny_int8_tflite(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model: Path,
+def tiny_digits_keras_model(tmp_path_factory: pytest.TempPathFactory, synth_data_dir: Path) -> Path:
+    """A digits-only seed network (10 outputs), two short epochs: the runtime's reading tests use it, because
+    two epochs of synthetic data do not teach "not a digit" well enough to leave camera-like digits alone."""
+    from digitkit.toolkit.train import train
+
+    out = tmp_path_factory.mktemp("tiny_digits_model") / "float.keras"
+    train(out=str(out), arch="seed", epochs=2, batch_size=64, data_dir=str(synth_data_dir), augment=False,
+          not_a_digit=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_int8_tflite(tmp_path_factory: pytest.TempPathFactory, tiny_digits_keras_model: Path,
                      synth_data_dir: Path) -> Path:
-    """A full-int8 .tflite (uint8 input, uint8 output) of ``tiny_keras_model``, made directly with TF's
+    """A full-int8 .tflite (uint8 input, uint8 output) of ``tiny_digits_keras_model``, made directly with TF's
     converter so runtime tests do not depend on the converters package."""
+    return _tiny_int8(tmp_path_factory, tiny_digits_keras_model, synth_data_dir, "tiny_int8.tflite")
+
+
+@pytest.fixture(scope="session")
+def tiny_nad_int8_tflite(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model: Path,
+                         synth_data_dir: Path) -> Path:
+    """The same for ``tiny_keras_model``: 11 outputs, the last "not a digit", and no metadata beside it."""
+    return _tiny_int8(tmp_path_factory, tiny_keras_model, synth_data_dir, "tiny_nad_int8.tflite")
+
+
+def _tiny_int8(tmp_path_factory: pytest.TempPathFactory, keras_path: Path, synth_data_dir: Path, name: str) -> Path:
     import keras
     import tensorflow as tf
 
     from digitkit.toolkit.data import load_mnist
 
-    model = keras.models.load_model(tiny_keras_model, compile=False)
+    model = keras.models.load_model(keras_path, compile=False)
     x = load_mnist(synth_data_dir).x_train[:200].astype(np.float32)[..., None] / 255.0
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -69,7 +93,7 @@ def tiny_int8_tflite(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model:
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.uint8
     conv.inference_output_type = tf.uint8
-    out = tmp_path_factory.mktemp("tiny_tflite") / "tiny_int8.tflite"
+    out = tmp_path_factory.mktemp("tiny_tflite") / name
     out.write_bytes(conv.convert())
     return out
 

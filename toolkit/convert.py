@@ -4,7 +4,9 @@ and hand the arrays to :func:`digitkit.converters.convert` (the converters never
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from digitkit.converters.api import check_out, make_config
@@ -13,14 +15,39 @@ from digitkit.converters.data import ConversionData, prepare
 from digitkit.converters.report import ConversionReport
 from digitkit.converters.tflite import ConvertConfig
 from digitkit.toolkit.data import MnistData, load_mnist, split_validation
+from digitkit.toolkit.train import sidecar_for, training_negatives
 
 
-def conversion_data(data: MnistData, samples: int, seed: int = 0, val_fraction: float = 0.1) -> ConversionData:
-    """Calibration images from the training split (``digitkit train``'s validation split held out, seed 0)
-    and the test set, as the converter needs them."""
-    split = split_validation(data.x_train, data.y_train, val_fraction, seed=0)
+def training_record(model: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings ``digitkit train`` recorded beside a model (its JSON sidecar's "config"), or {} if none."""
+    path = sidecar_for(model)
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    config = data.get("config") if isinstance(data, dict) else None
+    return config if isinstance(config, dict) else {}
+
+
+def conversion_data(data: MnistData, samples: int, seed: int = 0, val_fraction: float = 0.1,
+                    record: dict[str, Any] | None = None) -> ConversionData:
+    """Calibration images from the training split and the test set, as the converter needs them.
+
+    The validation split held out is the one training recorded (its seed and fraction, from ``record``; seed 0
+    and ``val_fraction`` for a model without a record), and so are the non-digit tiles of a model trained with
+    a "not a digit" class.
+    """
+    record = record or {}
+    split_seed = int(record.get("seed", 0))
+    val_fraction = float(record.get("val_fraction", val_fraction))
+    split = split_validation(data.x_train, data.y_train, val_fraction, seed=split_seed)
+    negatives = val_negatives = None
+    if record.get("not_a_digit", True):
+        neg_train, neg_val = training_negatives(split.x_train, split.x_val, split_seed)
+        negatives, val_negatives = neg_train.x, neg_val.x
     return prepare(split.x_train, split.y_train, split.x_val, split.y_val, data.x_test, data.y_test,
-                   samples=samples, seed=seed, source=data.source, sha256=data.sha256)
+                   samples=samples, seed=seed, source=data.source, sha256=data.sha256, negatives=negatives,
+                   val_negatives=val_negatives, split_seed=split_seed)
 
 
 def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: ConvertConfig | None = None,
@@ -41,5 +68,6 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
     check_out(out)  # before the data is read: a bad --out fails at once
     if data is None:
         data = load_mnist(config.data_dir)
-    cdata = conversion_data(data, config.calibration_samples, config.calibration_seed, config.val_fraction)
+    cdata = conversion_data(data, config.calibration_samples, config.calibration_seed, config.val_fraction,
+                            record=training_record(model))
     return convert_model(model, out, config, data=cdata)

@@ -62,10 +62,13 @@ def predict_file(model_path: str | os.PathLike[str], images: np.ndarray,
     raise ToolkitError(f"{path}: unknown model format {path.suffix!r}; expected .keras or .tflite")
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int = 10) -> np.ndarray:
-    """Counts (classes, classes): row = true label, column = predicted label."""
-    flat = y_true.astype(np.int64) * classes + y_pred.astype(np.int64)
-    return np.bincount(flat, minlength=classes * classes).reshape(classes, classes)
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int = 10,
+                     outputs: int | None = None) -> np.ndarray:
+    """Counts (classes, outputs): row = true label, column = predicted output. A model with a "not a digit"
+    output has one column more than rows (a digit answered "not a digit" lands there, and is an error)."""
+    outputs = classes if outputs is None else outputs
+    flat = y_true.astype(np.int64) * outputs + y_pred.astype(np.int64)
+    return np.bincount(flat, minlength=classes * outputs).reshape(classes, outputs)
 
 
 def evaluate(model_path: str | os.PathLike[str], data_dir: str | None = None, limit: int | None = None) -> EvalResult:
@@ -81,8 +84,9 @@ def evaluate(model_path: str | os.PathLike[str], data_dir: str | None = None, li
     x, y = data.x_test, data.y_test
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    pred = predict_file(path, x).argmax(axis=-1)
-    cm = confusion_matrix(y, pred)
+    probs = predict_file(path, x)
+    pred = probs.argmax(axis=-1)
+    cm = confusion_matrix(y, pred, classes=10, outputs=max(10, probs.shape[-1]))
     totals = cm.sum(axis=1)
     per_class = [float(cm[i, i] / totals[i]) if totals[i] else float("nan") for i in range(len(cm))]
     return EvalResult(str(path), path.suffix.lstrip("."), int(len(y)), float(np.mean(pred == y)), per_class,

@@ -129,13 +129,12 @@ def _dataset(tf: Any, keras: Any, x: np.ndarray, y: np.ndarray, config: TrainCon
 
 
 def training_negatives(x_train: np.ndarray, x_val: np.ndarray, seed: int) -> tuple[Negatives, Negatives]:
-    """The non-digit tiles of one run: for training (made from training-split digits) and for validation (a
-    tenth as many, another seed, made from validation digits). Deterministic for a seed, so conversion can make
+    """The non-digit tiles of one run: for training (cut from and sized by the training-split digits) and for
+    validation (another seed, cut from the validation digits). Deterministic for a seed, so conversion makes
     the same calibration and validation sets again. The held-out family is never among them."""
     config = NegativesConfig(seed=seed)
-    val_counts = {k: max(1, v // 10) for k, v in config.per_family.items()}
     return (generate(x_train, config),
-            generate(x_val if len(x_val) else x_train, families=val_counts, seed=seed + 1000))
+            generate(x_val if len(x_val) else x_train[:1], config, seed=seed + 1000))
 
 
 def held_out_negatives(digits: np.ndarray, seed: int, n: int = 1000) -> Negatives:

@@ -109,8 +109,13 @@ def test_sidecar_schema_and_runtime_contract(converted, tiny_keras_model: Path) 
     report, path = converted("int8")
     side = json.loads(path.with_suffix(".json").read_text())
     assert set(side) == {"runtime", "report", "provenance"}
-    assert side["runtime"] == ModelMetadata().to_dict()
-    assert read_metadata(path) == ModelMetadata()
+    # the tiny model has the "not a digit" output: its index and the threshold chosen on validation data
+    nad = report.not_a_digit
+    assert side["runtime"] == {**ModelMetadata().to_dict(), "labels": [*map(str, range(10)), "not a digit"],
+                               "not_a_digit": 10, "reject_threshold": nad["threshold"]}
+    assert read_metadata(path).not_a_digit == 10 and read_metadata(path).reject_threshold == nad["threshold"]
+    assert nad["val_digits_kept"] >= nad["keep_target"] == 0.999 and 0 < nad["threshold"] < 1
+    assert nad["val_digits"] >= 100 and nad["val_negatives"] >= 20
     assert side["report"] == json.loads(json.dumps(report.to_dict()))
     prov = side["provenance"]
     import hashlib
@@ -212,3 +217,37 @@ def test_balanced_sample() -> None:
     assert len(idx) == len(set(idx.tolist())) == 30
     counts = np.bincount(y[idx], minlength=3)
     assert counts[1] == 3 and abs(int(counts[0]) - int(counts[2])) <= 1
+
+
+def test_conversion_holds_out_the_split_training_recorded(synth_data_dir: Path, tmp_path: Path) -> None:
+    """`digitkit train --seed 3` splits with seed 3: calibration and the threshold's validation data must use
+    that split too (not seed 0), and so must the non-digit tiles."""
+    from digitkit.toolkit.convert import training_record
+    from digitkit.toolkit.data import load_mnist, split_validation
+
+    data = load_mnist(synth_data_dir)
+    side = tmp_path / "m.json"
+    side.write_text(json.dumps({"config": {"seed": 3, "val_fraction": 0.2, "not_a_digit": True}}))
+    record = training_record(tmp_path / "m.keras")
+    assert record["seed"] == 3
+    cdata = conversion_data(data, 100, record=record)
+    split = split_validation(data.x_train, data.y_train, 0.2, seed=3)
+    assert cdata.split_seed == 3 and cdata.provenance()["split_seed"] == 3
+    assert np.array_equal(cdata.val_digits, split.x_val)
+    assert cdata.val_negatives is not None and cdata.calibration_negatives is not None
+    assert conversion_data(data, 100, record={"seed": 3, "not_a_digit": False}).val_negatives is None
+    assert training_record(tmp_path / "nothing.keras") == {}  # no record: seed 0, as before
+
+
+def test_threshold_is_the_lowest_that_keeps_the_share_of_validation_digits() -> None:
+    from digitkit.converters.verify import choose_threshold
+
+    rng = np.random.default_rng(0)
+    digits = np.concatenate([np.zeros(990), rng.uniform(0.2, 0.9, 10)])  # 1 % look doubtful
+    negatives = rng.uniform(0.3, 1.0, 500)
+    rej = choose_threshold(digits, negatives, keep=0.995)
+    assert rej.val_digits_kept >= 0.995
+    lower = rej.threshold - 1 / 256
+    assert np.mean(digits < lower) < 0.995  # one step lower would not keep enough
+    assert rej.val_negatives_rejected == pytest.approx(np.mean(negatives >= rej.threshold))
+    assert {p["threshold"] for p in rej.curve} >= {0.5, rej.threshold}

@@ -273,3 +273,25 @@ def test_a_killed_writers_temp_files_are_not_read_as_images(tmp_path: Path) -> N
     assert list(expand_paths([tmp_path])) == [str(tmp_path / "a.png")]
     assert list(expand_paths([str(tmp_path / "*.png"), str(tmp_path / ".*.png")])) == [
         str(tmp_path / "a.png"), ReadError(str(tmp_path / ".*.png"), "no file matches this pattern")]
+
+
+def test_the_models_not_a_digit_answer_rejects_a_candidate(tiny_nad_int8_tflite: Path) -> None:
+    """A model with an 11th "not a digit" output and nothing describing it follows digitkit's convention (index
+    10, rejected at 0.5); a candidate is dropped when that answer reaches the threshold, and a kept one is
+    labelled with the best *digit*, never with "not a digit"."""
+    from digitkit.runtime.segment import Segment
+
+    clf = DigitClassifier(model_path=tiny_nad_int8_tflite, min_confidence=0.0)
+    md = clf.model.metadata
+    assert (md.not_a_digit, md.reject_threshold, md.labels[-1]) == (10, 0.5, "not a digit")
+    tile = np.zeros((28, 28), np.uint8)
+    tile[4:24, 12:16] = 255  # a stroke: passes the stroke-width rule
+    segs = [Segment(box=(0, 0, 10, 20), tile=tile)] * 3
+    probs = np.zeros((3, 11), np.float32)
+    probs[0, [3, 10]] = 0.45, 0.55  # "not a digit" at the threshold and above: rejected
+    probs[1, [3, 10]] = 0.2, 0.49  # below the threshold: a 3, though "not a digit" is its likeliest answer
+    probs[2, [7, 10]] = 0.9, 0.1
+    reading = clf._reading("x", segs, probs)
+    assert reading.text == "37" and [d.confidence for d in reading.digits] == pytest.approx([0.2, 0.9])
+    real = clf.model.predict_proba(np.stack([tile] * 2))
+    assert real.shape == (2, 11) and np.allclose(real.sum(1), 1.0, atol=0.05)

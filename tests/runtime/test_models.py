@@ -44,14 +44,14 @@ def _tflite(model, out: Path, io: str | None = None, calibration: np.ndarray | N
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model: Path,
+def models(tmp_path_factory: pytest.TempPathFactory, tiny_digits_keras_model: Path,
            synth_test_arrays: tuple[np.ndarray, np.ndarray]) -> dict[str, Path]:
     """Valid .tflite files of every interface the runtime meets: float32, int8-in/int8-out, uint8 (the
     session's tiny model), a logits head without softmax, and two that are not digit models."""
     import keras
 
     folder = tmp_path_factory.mktemp("model_rows")
-    tiny = keras.models.load_model(tiny_keras_model, compile=False)
+    tiny = keras.models.load_model(tiny_digits_keras_model, compile=False)
     calib = synth_test_arrays[0][:100].astype(np.float32)[..., None] / 255.0
     logits = keras.models.clone_model(tiny)  # same network and weights, but the softmax removed
     logits.set_weights(tiny.get_weights())
@@ -174,14 +174,14 @@ def test_not_a_digit_model(verb: str, name: str, message: str, models: dict[str,
 # ---- float where int8 is expected, and the other way round -------------------------------------------------
 
 def test_every_interface_type_gives_the_same_readings(models: dict[str, Path], tiny_int8_tflite: Path,
-                                                      tiny_keras_model: Path,
+                                                      tiny_digits_keras_model: Path,
                                                       synth_test_arrays: tuple[np.ndarray, np.ndarray]) -> None:
     """float32 in/out, int8 in/out and uint8 in/out models of one network agree with Keras, from uint8
     pixels and from floats in [0, 1]."""
     import keras
 
     images = synth_test_arrays[0][:200]
-    keras_probs = keras.models.load_model(tiny_keras_model, compile=False).predict(
+    keras_probs = keras.models.load_model(tiny_digits_keras_model, compile=False).predict(
         images.astype(np.float32)[..., None] / 255.0, verbose=0)
     for name, path in (("float32", models["float32"]), ("int8", models["int8"]), ("uint8", tiny_int8_tflite)):
         model = TFLiteModel(path, threads=1)

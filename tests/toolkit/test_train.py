@@ -18,21 +18,23 @@ def test_seed_architecture_is_exactly_the_seed_network() -> None:
     convs = [lay for lay in model.layers if type(lay).__name__ == "Conv2D"]
     dense = [lay for lay in model.layers if type(lay).__name__ == "Dense"]
     assert [(c.filters, c.kernel_size) for c in convs] == [(16, (5, 5)), (36, (5, 5))]
-    assert [d.units for d in dense] == [128, 10]
+    assert [d.units for d in dense] == [128, 11]  # the ten digits and "not a digit"
     flat = next(lay for lay in model.layers if type(lay).__name__ == "Flatten")
     assert flat.output.shape[-1] == 7 * 7 * 36
     assert sum(type(lay).__name__ == "MaxPooling2D" for lay in model.layers) == 2
-    # 5*5*1*16+16 + 5*5*16*36+36 + 1764*128+128 + 128*10+10
-    assert model.count_params() == 416 + 14436 + 225920 + 1290
-    assert count_macs(model) == 28 * 28 * 25 * 16 + 14 * 14 * 25 * 16 * 36 + 1764 * 128 + 1280
+    # 5*5*1*16+16 + 5*5*16*36+36 + 1764*128+128 + 128*11+11
+    assert model.count_params() == 416 + 14436 + 225920 + 1419
+    assert count_macs(model) == 28 * 28 * 25 * 16 + 14 * 14 * 25 * 16 * 36 + 1764 * 128 + 1408
+    digits_only = build_model("seed", classes=10)
+    assert digits_only.output_shape[-1] == 10 and digits_only.count_params() == 416 + 14436 + 225920 + 1290
 
 
-def test_every_registered_arch_builds_with_28x28x1_in_and_10_out() -> None:
+def test_every_registered_arch_builds_with_28x28x1_in_and_11_out() -> None:
     infos = {name: describe(name) for name in ARCHITECTURES}
     assert len(infos) >= 2
     for name in ARCHITECTURES:
         model = build_model(name)
-        assert tuple(model.input_shape[1:]) == (28, 28, 1) and model.output_shape[-1] == 10
+        assert tuple(model.input_shape[1:]) == (28, 28, 1) and model.output_shape[-1] == 11
     assert infos["tiny"].macs < infos["seed"].macs < infos["vgg"].macs
 
 
@@ -55,9 +57,14 @@ def test_saved_graph_has_no_training_only_layers_and_sidecar_is_complete(tiny_ke
     assert not kinds & {"Dropout", "RandomRotation", "RandomZoom", "RandomTranslation"}, kinds
     side = json.loads(tiny_keras_model.with_suffix(".json").read_text())
     for key in ("arch", "params", "macs", "data_source", "data_sha256", "train_size", "val_size", "test_size",
-                "epochs", "seed", "val_accuracy", "test_accuracy", "train_seconds", "versions"):
+                "epochs", "seed", "val_accuracy", "test_accuracy", "train_seconds", "versions", "not_a_digit"):
         assert key in side, key
-    assert side["train_size"] + side["val_size"] == 1200 and abs(side["val_size"] - 120) <= 10  # stratified 10 %
+    # 1 200 digits split 90/10 (stratified), plus 0.3 non-digit tiles per digit in each split
+    assert 1.25 * 1200 <= side["train_size"] + side["val_size"] <= 1.35 * 1200
+    assert abs(side["val_size"] - 1.3 * 120) <= 15
+    nad = side["not_a_digit"]
+    assert nad["index"] == 10 and nad["held_out_family"] == "script"
+    assert "script" not in nad["val_rejected_by_family"] and 0.0 <= nad["held_out_rejected"] <= 1.0
     assert side["test_size"] == 300 and side["params"] == model.count_params()
     assert "tensorflow" in side["versions"]
     # Learnable synthetic digits: two short epochs must be far above chance.
@@ -90,7 +97,7 @@ def test_an_ensemble_trains_its_members_separately_and_saves_their_average(tmp_p
     members = [lg for k, lg in logs[0].items() if k.startswith("val_m") and k.endswith("_probs_accuracy")]
     assert len(members) == 2 and logs[0]["val_accuracy"] == pytest.approx(sum(members) / 2)
     saved = keras.models.load_model(tmp_path / "pair.keras", compile=False)
-    assert saved.output_shape == (None, 10) and not any(type(lay).__name__ == "Dropout" for lay in saved.layers)
+    assert saved.output_shape == (None, 11) and not any(type(lay).__name__ == "Dropout" for lay in saved.layers)
     x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
     each = keras.Model(saved.inputs, [saved.get_layer("m0_probs").output, saved.get_layer("m1_probs").output])
     a, b = (np.asarray(t) for t in each(x))
