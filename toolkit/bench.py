@@ -153,7 +153,8 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...]:
     return values
 
 
-def _check(config: BenchConfig) -> list[Path]:
+def check_config(config: BenchConfig) -> list[Path]:
+    """Validate ``config`` before any work; returns the model paths. Raises ToolkitError naming the problem."""
     if not config.models:
         raise ToolkitError("no models given; pass one or more .keras / .tflite files")
     paths = [Path(m) for m in config.models]
@@ -210,7 +211,7 @@ def bench(models: Sequence[str | os.PathLike[str]] | None = None, config: BenchC
     config = BenchConfig(**{**config.to_dict(), "models": tuple(str(m) for m in config.models),
                             "threads": tuple(config.threads),
                             "pin_cpu": tuple(config.pin_cpu) if config.pin_cpu else None})
-    paths = _check(config)
+    paths = check_config(config)
     backends = installed_backends()
     modes = {}
     for p in paths:

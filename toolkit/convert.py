@@ -13,6 +13,7 @@ from digitkit.converters.data import ConversionData, prepare
 from digitkit.converters.report import ConversionReport
 from digitkit.converters.tflite import ConvertConfig
 from digitkit.toolkit.data import MnistData, load_mnist, split_validation
+from digitkit.toolkit.twins import make_callable
 
 
 def conversion_data(data: MnistData, samples: int, seed: int = 0, val_fraction: float = 0.1) -> ConversionData:
@@ -43,3 +44,6 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
         data = load_mnist(config.data_dir)
     cdata = conversion_data(data, config.calibration_samples, config.calibration_seed, config.val_fraction)
     return convert_model(model, out, config, data=cdata)
+
+
+make_callable(__name__)  # digitkit.toolkit.convert(...) calls convert() (see digitkit.toolkit.twins)

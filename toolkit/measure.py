@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from digitkit.errors import ExitCode
 from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.interpreter import BACKENDS, load_interpreter_class, open_interpreter
 from digitkit.toolkit.errors import ToolkitError
@@ -160,7 +161,7 @@ def run_isolated(job: Job) -> dict[str, Any]:
             return pool.submit(measure, job).result()
         except concurrent.futures.process.BrokenProcessPool:
             raise ToolkitError(f"{job.path}: the benchmark process died ({job.backend}, {job.threads} threads); "
-                               "run it alone with --debug to see why", exit_code=1) from None
+                               "run it alone with --debug to see why", exit_code=ExitCode.SOME_FAILED) from None
 
 
 def environment(formats: set[str]) -> dict[str, Any]:

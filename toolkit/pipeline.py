@@ -12,79 +12,20 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from digitkit.runtime.fileio import atomic_write_json, remove_stale_temps
+from digitkit.toolkit import stages
 from digitkit.toolkit.errors import ToolkitError
-from digitkit.toolkit.train import TrainConfig
-
-STAGES = ("train", "convert", "verify", "bench", "classify", "report")
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Everything that decides a pipeline run; training and conversion defaults come from their configs."""
-
-    out: str = "runs/pipeline"
-    data_dir: str | None = None
-    arch: str = TrainConfig.arch
-    epochs: int = TrainConfig.epochs
-    seed: int = TrainConfig.seed
-    max_drop: float | None = None  # None: the converter's default gate
-    threads: tuple[int, ...] = (1,)
-    runs: int = 500  # bench: timed single-image calls per row
-    warmup: int = 50
-    samples: int = 8  # test digits the classify stage reads
-    force: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class StageEvent:
-    """What the pipeline tells a progress display: a stage started, progressed, finished or was reused."""
-
-    stage: str
-    state: str  # "start" | "progress" | "done" | "reused"
-    completed: float | None = None
-    total: float | None = None
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """One stage: whether it ran or was reused, how long it took, what it wrote, and its figures."""
-
-    name: str
-    status: str  # "ran" | "reused"
-    seconds: float
-    artefacts: tuple[str, ...]
-    summary: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "artefacts": list(self.artefacts)}
-
-
-@dataclass(frozen=True)
-class PipelineResult:
-    """The run: the stages, the headline figures (``summary``) and where the report is."""
-
-    out: str
-    report_path: str
-    seconds: float
-    gate_passed: bool
-    summary: dict[str, Any]
-    stages: tuple[StageResult, ...] = field(default=())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "stages": [s.to_dict() for s in self.stages]}
-
-
-Callback = Callable[[StageEvent], None]
+from digitkit.toolkit.pipeline_types import (
+    STAGES,
+    Callback,
+    PipelineConfig,
+    PipelineResult,
+    StageEvent,
+    StageResult,
+)
 
 
 def _fingerprint(stage: str, config: PipelineConfig) -> str:
@@ -124,7 +65,12 @@ def plan(config: PipelineConfig) -> dict[str, str]:
     return result
 
 
-def _check(config: PipelineConfig) -> Path:
+def check_config(config: PipelineConfig) -> Path:
+    """Validate ``config`` and prepare its output folder before any work; returns the folder.
+
+    Raises:
+        ToolkitError: unknown architecture, bad numbers, or an output that is not a writable folder.
+    """
     from digitkit.toolkit.models import ARCHITECTURES
 
     if config.arch not in ARCHITECTURES:
@@ -164,11 +110,11 @@ def pipeline(config: PipelineConfig | None = None, on_event: Callback | None = N
     Raises:
         ToolkitError / ConversionError / InferenceError: bad settings or unusable inputs.
     """
-    from digitkit.toolkit import stages
+
 
     config = PipelineConfig(**{**(config.to_dict() if config else {}), **overrides})
     config = PipelineConfig(**{**config.to_dict(), "threads": tuple(config.threads)})
-    out = _check(config)
+    out = check_config(config)
     emit = on_event or (lambda event: None)
     start = time.perf_counter()
     ctx = stages.Context(config=config, out=out, emit=emit)

@@ -11,7 +11,7 @@ from digitkit.runtime.fileio import atomic_write_text, is_temp
 from digitkit.toolkit.report import markdown_table
 
 if TYPE_CHECKING:
-    from digitkit.toolkit.pipeline import PipelineConfig
+    from digitkit.toolkit.pipeline_types import PipelineConfig
 
 # The bars: (key in headline["bars"], description, limit). Lower is better for all three.
 BARS = (

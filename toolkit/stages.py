@@ -17,7 +17,7 @@ from digitkit.runtime.fileio import atomic_path, atomic_write_json, atomic_write
 from digitkit.toolkit.data import MnistData, load_mnist
 
 if TYPE_CHECKING:
-    from digitkit.toolkit.pipeline import Callback, PipelineConfig
+    from digitkit.toolkit.pipeline_types import Callback, PipelineConfig
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Context:
         return self._data
 
     def progress(self, stage: str, completed: float, total: float, message: str) -> None:
-        from digitkit.toolkit.pipeline import StageEvent
+        from digitkit.toolkit.pipeline_types import StageEvent
 
         self.emit(StageEvent(stage, "progress", completed, total, message))
 
@@ -55,7 +55,7 @@ def run_train(ctx: Context) -> tuple[list[str], dict[str, Any]]:
     result = train(TrainConfig(out=str(ctx.out / "float.keras"), arch=cfg.arch, epochs=cfg.epochs, seed=cfg.seed,
                                data_dir=cfg.data_dir), on_epoch=on_epoch)
     summary = {k: v for k, v in result.to_dict().items() if k not in ("config", "model_path", "sidecar_path")}
-    return ["float.keras", "float.json"], summary
+    return ["float.keras", "float.keras.json"], summary
 
 
 def run_convert(ctx: Context) -> tuple[list[str], dict[str, Any]]:

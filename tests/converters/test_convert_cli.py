@@ -12,7 +12,7 @@ import pytest
 from conftest import TINY_MAX_DROP
 from typer.testing import CliRunner
 
-from digitkit.toolkit.cli import app
+from digitkit.cli import app
 
 runner = CliRunner()
 

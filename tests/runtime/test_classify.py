@@ -17,10 +17,10 @@ from synth import synth_digits
 from typer.testing import CliRunner
 
 import digitkit.runtime.classifier as classifier_mod
+from digitkit.cli import app
 from digitkit.runtime import DigitClassifier, InferenceError
 from digitkit.runtime.classifier import ClassifyConfig, ReadError, Reading, expand_paths
 from digitkit.runtime.preprocess import mnist_normalise
-from digitkit.toolkit.cli import app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from photos import make_photo, make_shapes_photo  # noqa: E402

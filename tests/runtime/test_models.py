@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from digitkit.cli import app
 from digitkit.runtime import modelcheck
 from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.interpreter import TFLiteModel
-from digitkit.toolkit.cli import app
 
 runner = CliRunner()
 SHIPPED = Path(__file__).resolve().parents[2] / "runtime" / "models" / "digitkit_seed_int8.tflite"

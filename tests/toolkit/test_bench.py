@@ -10,8 +10,8 @@ import cv2
 import pytest
 from typer.testing import CliRunner
 
+from digitkit.cli import app
 from digitkit.toolkit.bench import BenchReport, bench, parse_int_list
-from digitkit.toolkit.cli import app
 from digitkit.toolkit.errors import ToolkitError
 from digitkit.toolkit.evaluate import evaluate
 from digitkit.toolkit.measure import tflite_mode

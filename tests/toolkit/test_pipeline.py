@@ -12,7 +12,7 @@ import cv2
 import pytest
 from typer.testing import CliRunner
 
-from digitkit.toolkit.cli import app
+from digitkit.cli import app
 from digitkit.toolkit.errors import ToolkitError
 from digitkit.toolkit.pipeline import STAGES, PipelineConfig, PipelineResult, StageEvent, pipeline, plan
 
@@ -108,7 +108,7 @@ def test_failed_gate_still_reports_and_cli_exits_3(first: tuple[PipelineResult, 
     src = Path(first[0].out)
     out = tmp_path / "gate"
     (out / "stages").mkdir(parents=True)
-    for name in ("float.keras", "float.json", "stages/train.json"):
+    for name in ("float.keras", "float.keras.json", "stages/train.json"):
         shutil.copy(src / name, out / name)
     result = runner.invoke(app, ["pipeline", "--out", str(out), "--data-dir", str(synth_data_dir), "--epochs", "1",
                                  "--max-drop", "-100", "--runs", "20"])

@@ -53,7 +53,7 @@ def test_saved_graph_has_no_training_only_layers_and_sidecar_is_complete(tiny_ke
     model = keras.models.load_model(tiny_keras_model, compile=False)
     kinds = {type(lay).__name__ for lay in model.layers}
     assert not kinds & {"Dropout", "RandomRotation", "RandomZoom", "RandomTranslation"}, kinds
-    side = json.loads(tiny_keras_model.with_suffix(".json").read_text())
+    side = json.loads(tiny_keras_model.with_name(tiny_keras_model.name + ".json").read_text())
     for key in ("arch", "params", "macs", "data_source", "data_sha256", "train_size", "val_size", "test_size",
                 "epochs", "seed", "val_accuracy", "test_accuracy", "train_seconds", "versions"):
         assert key in side, key
@@ -75,7 +75,7 @@ def test_training_is_deterministic_for_a_seed(tmp_path: Path, synth_data_dir: Pa
     assert all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))
     assert a.test_accuracy == b.test_accuracy
     # No temp files left behind by the atomic writes.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.keras", "b.json", "b.keras"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.keras", "a.keras.json", "b.keras", "b.keras.json"]
 
 
 def test_an_ensemble_trains_its_members_separately_and_saves_their_average(tmp_path: Path,
