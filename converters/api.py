@@ -7,21 +7,34 @@ renamed into place only then.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from digitkit.converters.data import ConversionData
 from digitkit.converters.errors import ConversionError, GateFailed
-from digitkit.converters.flatbuffer import float_ops, op_counts, read_io, read_ops
-from digitkit.converters.report import ConversionReport, sidecar
+from digitkit.converters.flatbuffer import embed_metadata, float_ops, op_counts, read_io, read_ops
+from digitkit.converters.report import ConversionReport, runtime_metadata, sidecar
 from digitkit.converters.tflite import ConvertConfig, convert_keras, load_keras
 from digitkit.converters.verify import layer_errors, verify
-from digitkit.runtime.fileio import atomic_write_json, fsync_dir, temp_beside
-from digitkit.runtime.interpreter import sidecar_path
+from digitkit.runtime.fileio import atomic_write_json, fsync_dir, sidecar_path, temp_beside
+from digitkit.runtime.interpreter import METADATA_NAME, encode_metadata
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the folder itself (no lock file is left behind) for the duration of the block."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def rejected_path(out: str | os.PathLike[str]) -> Path:
@@ -87,7 +100,8 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
 
     Args:
         model: the float .keras model ((28, 28, 1) in, 10 probabilities out).
-        out: the .tflite to write; its sidecar ``.json`` goes beside it.
+        out: the .tflite to write (runtime metadata embedded); its record ``out.json`` (``m.tflite.json``)
+            goes beside it.
         config: the settings (``ConvertConfig()`` if None); keyword ``overrides`` replace fields.
         data: the calibration images and the test set (see :func:`digitkit.converters.data.prepare`).
 
@@ -105,10 +119,15 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
     int8 = config.mode == "int8"
     io = config.resolved_io
 
+    # What the runtime needs travels inside the model, embedded before verification: the bytes verified are
+    # the bytes written. `conversion` lets a reader (bench) name the mode without guessing from dtypes.
+    payload = encode_metadata(runtime_metadata(), conversion={"mode": config.mode, "io": io})
     start = time.perf_counter()
-    flat = convert_keras(keras_model, config.mode, io, data.calibration if int8 else None)
+    flat = embed_metadata(convert_keras(keras_model, config.mode, io, data.calibration if int8 else None),
+                          METADATA_NAME, payload)
     conversion_seconds = time.perf_counter() - start
-    float32_bytes = len(flat) if config.mode == "float32" else len(convert_keras(keras_model, "float32"))
+    float32_bytes = len(flat) if config.mode == "float32" else len(
+        embed_metadata(convert_keras(keras_model, "float32"), METADATA_NAME, payload))
 
     ops = read_ops(flat)
     floating = float_ops(ops, float_io=io == "float32")
@@ -154,9 +173,14 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
             provenance = {**data.provenance(), "calibration_seed": config.calibration_seed,
                           "calibration_from": f"training split (validation fraction {config.val_fraction} "
                                               "held out, seed 0, as `digitkit train`)"}
-            atomic_write_json(sidecar_path(target), sidecar(report, source, provenance, config.to_dict()))
-            os.replace(tmp, target)
-            fsync_dir(target.parent)
+            record = sidecar(report, flat, source, provenance, config.to_dict())
+            # Two runs converting to the same --out take turns here, so the model and its record always come
+            # from the same run; a kill between the two renames leaves a record whose model_sha256 does not
+            # match, and the runtime reads only the model anyway.
+            with _folder_lock(target.parent):
+                os.replace(tmp, target)
+                atomic_write_json(sidecar_path(target), record)
+                fsync_dir(target.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -1,8 +1,12 @@
-"""The conversion's result as a value, the sidecar JSON the runtime reads, and its tables."""
+"""The conversion's result as a value, the ``FILE.tflite.json`` record for people, and its tables.
+
+The runtime never reads that record: what it needs is embedded in the model (:func:`runtime_metadata`).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 from dataclasses import asdict, dataclass, field
@@ -14,6 +18,7 @@ from typing import Any
 from rich.table import Table
 
 from digitkit.converters.verify import LayerError
+from digitkit.runtime.fileio import sidecar_path
 from digitkit.runtime.interpreter import ModelMetadata
 
 
@@ -71,11 +76,31 @@ def versions() -> dict[str, str]:
     return found
 
 
-def sidecar(report: ConversionReport, source: str | os.PathLike[str], provenance: dict[str, Any],
-            config: dict[str, Any]) -> dict[str, Any]:
-    """The ``FILE.json`` beside the model. The runtime reads only the "runtime" key (read_metadata)."""
+def runtime_metadata() -> ModelMetadata:
+    """What the converter embeds for the runtime: the MNIST conventions (labels 0-9, 28x28, white on black,
+    x/255, softmax output), every field of :class:`ModelMetadata` included."""
+    return ModelMetadata()
+
+
+def training_record(source: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The record ``digitkit train`` wrote beside the source model (``m.keras.json``), or None if there is none
+    or it cannot be read (a model trained elsewhere)."""
+    path = sidecar_path(source)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def sidecar(report: ConversionReport, model_bytes: bytes, source: str | os.PathLike[str],
+            provenance: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The ``FILE.tflite.json`` beside the model, for people. ``model_sha256`` names the exact model file it
+    describes (two runs writing the same --out cannot pass one's record off as the other's), ``runtime`` repeats
+    what is embedded in the model, and ``provenance.training`` keeps the source model's training record."""
     return {
-        "runtime": ModelMetadata().to_dict(),  # MNIST conventions: labels 0-9, 28x28, white on black, x/255
+        "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
+        "runtime": runtime_metadata().to_dict(),
         "report": report.to_dict(),
         "provenance": {
             "source_model": str(source),
@@ -84,8 +109,18 @@ def sidecar(report: ConversionReport, source: str | os.PathLike[str], provenance
             "config": config,
             "versions": versions(),
             "converted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "training": training_record(source),
         },
     }
+
+
+def describes(record_path: str | os.PathLike[str], model_path: str | os.PathLike[str]) -> bool:
+    """True when the record at ``record_path`` was written for exactly the model file at ``model_path``."""
+    try:
+        record = json.loads(Path(record_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("model_sha256") == sha256_file(model_path)
 
 
 def _pct(x: float) -> str:

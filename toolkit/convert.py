@@ -30,7 +30,7 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
 
     Args:
         model: the float .keras model ((28, 28, 1) in, 10 probabilities out).
-        out: the .tflite to write; its sidecar ``.json`` goes beside it.
+        out: the .tflite to write (runtime metadata embedded); its record ``m.tflite.json`` goes beside it.
         config: the settings (``ConvertConfig()`` if None); keyword ``overrides`` replace fields.
         data: an already loaded dataset; else it is found from ``config.data_dir`` like ``digitkit train``.
 

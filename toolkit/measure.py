@@ -22,18 +22,24 @@ import numpy as np
 
 from digitkit.errors import ExitCode
 from digitkit.runtime.errors import InferenceError
-from digitkit.runtime.interpreter import BACKENDS, load_interpreter_class, open_interpreter
+from digitkit.runtime.interpreter import BACKENDS, load_interpreter_class, open_interpreter, read_embedded
 from digitkit.toolkit.errors import ToolkitError
 
 
 def tflite_mode(path: str | os.PathLike[str], backend: str | None = None) -> str:
-    """The quantization mode of a .tflite file, read from its tensors' dtypes.
+    """The quantization mode of a .tflite file: what ``digitkit convert`` embedded in it, else (a model from
+    another tool) read from its tensors' dtypes.
 
     float16: float16 weights; dynamic: int8 weights with float32 activations; int8: integer activations
     (float32 only at the interface, if at all); int16x8: int16 activations; float32 otherwise.
     """
     # Through the runtime's checks: a malformed file must fail here with InferenceError, not crash bench.
-    tensors = open_interpreter(path, backend)[1].get_tensor_details()
+    _, interp, data = open_interpreter(path, backend)
+    embedded = read_embedded(data, path) or {}
+    mode = (embedded.get("conversion") or {}).get("mode")
+    if isinstance(mode, str) and mode:
+        return mode
+    tensors = interp.get_tensor_details()
     kinds = [np.dtype(t["dtype"]) for t in tensors]
     count = {name: sum(k == np.dtype(name) for k in kinds) for name in ("float32", "float16", "int8", "uint8", "int16")}
     if count["float16"]:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from digitkit.converters.data import balanced_sample
-from digitkit.runtime.fileio import atomic_path, atomic_write_json, atomic_write_text
+from digitkit.runtime.fileio import atomic_path, atomic_write_json, atomic_write_text, sidecar_path
 from digitkit.toolkit.data import MnistData, load_mnist
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def run_convert(ctx: Context) -> tuple[list[str], dict[str, Any]]:
         except GateFailed as exc:  # keep going: the report shows the failing model and why
             report = exc.report
         path = Path(report.model_path if report.passed else report.rejected_path)
-        artefacts += [path.name, path.with_suffix(".json").name]
+        artefacts += [path.name, sidecar_path(path).name]
         summary[mode] = {**report.to_dict(), "path": path.name}
     summary["gate_passed"] = bool(summary["int8"]["passed"])
     return artefacts, summary

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from digitkit.runtime.fileio import atomic_path, atomic_write_json
+from digitkit.runtime.fileio import atomic_path, atomic_write_json, sidecar_path
 from digitkit.toolkit.data import load_mnist, split_validation
 from digitkit.toolkit.errors import ToolkitError
 from digitkit.toolkit.models import ARCHITECTURES, build_model, count_macs
@@ -80,8 +80,7 @@ class TrainResult:
 def sidecar_for(model_path: str | os.PathLike[str]) -> Path:
     """``float.keras`` -> ``float.keras.json``: named after the whole file name, so the converter's
     ``float.tflite.json`` (or any other tool's ``float.json``) can never overwrite it."""
-    model_path = Path(model_path)
-    return model_path.with_name(model_path.name + ".json")
+    return sidecar_path(model_path)
 
 
 def check_config(config: TrainConfig) -> Path:

@@ -15,7 +15,7 @@ from conftest import TINY_MAX_DROP
 from digitkit.converters import ConversionError, ConversionReport, ConvertConfig, GateFailed
 from digitkit.converters.data import balanced_sample
 from digitkit.converters.flatbuffer import FLOAT_TYPES, float_ops, read_io, read_ops
-from digitkit.runtime.interpreter import ModelMetadata, TFLiteModel, read_metadata
+from digitkit.runtime.interpreter import ModelMetadata, TFLiteModel, read_embedded
 from digitkit.toolkit.convert import conversion_data, convert
 
 # Each mode's size relative to the float32 .tflite: int8 stores 1-byte weights (the bar is 27 %).
@@ -107,14 +107,18 @@ def test_float_models_are_flagged_by_the_inspector(converted) -> None:
 
 def test_sidecar_schema_and_runtime_contract(converted, tiny_keras_model: Path) -> None:
     report, path = converted("int8")
-    side = json.loads(path.with_suffix(".json").read_text())
-    assert set(side) == {"runtime", "report", "provenance"}
-    assert side["runtime"] == ModelMetadata().to_dict()
-    assert read_metadata(path) == ModelMetadata()
-    assert side["report"] == json.loads(json.dumps(report.to_dict()))
-    prov = side["provenance"]
     import hashlib
 
+    side = json.loads(path.with_name(path.name + ".json").read_text())
+    assert set(side) == {"model_sha256", "runtime", "report", "provenance"}
+    assert side["model_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert side["runtime"] == ModelMetadata().to_dict()
+    embedded = read_embedded(path.read_bytes())
+    assert embedded is not None and ModelMetadata.from_dict(embedded["runtime"]) == ModelMetadata()
+    assert embedded["conversion"] == {"mode": "int8", "io": "uint8"}
+    assert side["report"] == json.loads(json.dumps(report.to_dict()))
+    assert side["report"]["size_bytes"] == path.stat().st_size  # the record's figures are this file's
+    prov = side["provenance"]
     assert prov["source_sha256"] == hashlib.sha256(tiny_keras_model.read_bytes()).hexdigest()
     assert prov["calibration_samples"] == 500 and 1060 <= prov["train_split_size"] <= 1100  # 1200 less ~10 %
     assert prov["config"]["mode"] == "int8" and prov["config"]["io"] == "uint8"
@@ -150,8 +154,8 @@ def test_gate_compares_drop_to_max_drop(converted, tiny_keras_model: Path, synth
         convert(tiny_keras_model, tmp_path / "no.tflite", data_dir=str(synth_data_dir),
                 max_drop=report.drop_pp - 0.01)
     assert info.value.exit_code == 3 and info.value.report.passed is False
-    assert not (tmp_path / "no.tflite").exists() and not (tmp_path / "no.json").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.json", "ok.tflite"]  # no temp file left
+    assert not (tmp_path / "no.tflite").exists() and not (tmp_path / "no.tflite.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.tflite", "ok.tflite.json"]  # no temp file left
 
 
 def test_a_float_op_in_int8_mode_is_refused(monkeypatch, tiny_keras_model: Path, synth_data_dir: Path,
