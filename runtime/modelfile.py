@@ -26,7 +26,7 @@ SCHEMA: dict[str, dict[int, object]] = {
                  11: 1, 12: "t:?", 13: 4},
     "Buffer": {0: "v:1", 1: 8, 2: 8},
     "OperatorCode": {0: 1, 1: "s", 2: 4, 3: 4},
-    "Quantization": {0: "v:4", 1: "v:4", 2: "vf", 3: "v:8", 4: 1, 5: "t:?", 6: 4},
+    "Quantization": {0: "vf", 1: "vf", 2: "vf", 3: "v:8", 4: 1, 5: "t:?", 6: 4},
     "Metadata": {0: "s", 1: 4},
     "SignatureDef": {0: "vt:TensorMap", 1: "vt:TensorMap", 2: "s", 4: 4},
     "TensorMap": {0: "s", 1: 4},
