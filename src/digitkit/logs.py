@@ -28,7 +28,7 @@ ENVIRONMENT = {
 # One pattern per kind of line a library prints on its own (anchored at the start of a line, bytes).
 NOISE = re.compile(rb"|".join([
     rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
-    rb"[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w./-]+:\d+\] ",  # absl/glog: I0000 00:00:... file.cc:12] ...
+    rb"[IWE]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] ",  # absl/glog: I0000 00:00:1796.05 123 file.cc:12] ...
     rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] [\w./-]+:\d+\] ",  # older TensorFlow C++ log format
     rb"INFO: (Created TensorFlow Lite|Initialized TensorFlow Lite|TfLite)",  # LiteRT
     rb"To enable the following instructions: ",  # the second line of TF's cpu_feature_guard message
