@@ -207,7 +207,9 @@ def bench(
     else:
         report = run_bench(config=config, on_result=lambda done, total, row: _line(
             f"benchmarked {done}/{total}: {row.label}: p50 {row.latency_ms.p50:.3f} ms"))
-    console.print(terminal_table(report, console.width))
+    # A log file can take the whole table; a terminal gets the columns that fit its width.
+    wide = console if console.is_terminal else Console(width=160)
+    wide.print(terminal_table(report, wide.width))
     console.print(profile_note(report))
     if config.json_path:
         console.print(f"JSON: {config.json_path}")
