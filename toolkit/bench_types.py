@@ -124,3 +124,23 @@ class BenchReport:
             "reference": self.reference,
             "results": [r.to_dict() for r in self.results],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchReport:
+        """The inverse of :meth:`to_dict` (the figures; the latency samples and predictions, which the JSON does
+        not keep, come back empty)."""
+        settings = data["settings"]
+        rows = []
+        for row in data["results"]:
+            rows.append(BenchResult(**{
+                **row, "pinned_cpus": tuple(row["pinned_cpus"]) if row["pinned_cpus"] else None,
+                "latency_ms": LatencyStats(**row["latency_ms"]),
+                "latency_samples_ms": np.empty(0), "predictions": np.empty(0, np.uint8)}))
+        config = BenchConfig(models=tuple(dict.fromkeys(r.model for r in rows)), threads=tuple(settings["threads"]),
+                             runs=settings["runs"], warmup=settings["warmup"], batch_size=settings["batch_size"],
+                             pin_cpu=tuple(settings["pin_cpu"]) if settings["pin_cpu"] else None,
+                             limit=settings["limit"])
+        return cls(created=data["created"], config=config, environment=data["environment"],
+                   data_source=data["data"]["source"], test_size=data["data"]["test_images"],
+                   reference=data["reference"], results=tuple(rows), labels=np.empty(0, np.uint8))
+

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,15 @@ def _finished(out: Path, stage: str, config: PipelineConfig) -> dict[str, Any] |
     if not all((out / a).exists() for a in marker.get("artefacts", [])):
         return None
     return marker
+
+
+def _load(load: Callable[[dict[str, Any]], Any], summary: Any) -> Any:
+    """A stage's result rebuilt from its marker, or None when the marker is from an older digitkit (the stage
+    then runs again)."""
+    try:
+        return load(summary)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def plan(config: PipelineConfig) -> dict[str, str]:
@@ -121,9 +131,11 @@ def pipeline(config: PipelineConfig | None = None, on_event: Callback | None = N
     results: list[StageResult] = []
     dirty = config.force
     for name in STAGES:
+        attribute, load = stages.RESULTS[name]
         marker = None if dirty else _finished(out, name, config)
-        if marker is not None:
-            ctx.summaries[name] = marker["summary"]
+        value = _load(load, marker["summary"]) if marker is not None else None
+        if marker is not None and value is not None:
+            setattr(ctx, attribute, value)
             results.append(StageResult(name, "reused", float(marker.get("seconds", 0.0)),
                                        tuple(marker["artefacts"]), marker["summary"]))
             emit(StageEvent(name, "reused", message="reused"))
@@ -132,15 +144,18 @@ def pipeline(config: PipelineConfig | None = None, on_event: Callback | None = N
         marker_path(out, name).unlink(missing_ok=True)
         emit(StageEvent(name, "start"))
         t0 = time.perf_counter()
-        artefacts, summary = getattr(stages, f"run_{name}")(ctx)
+        artefacts, value = getattr(stages, f"run_{name}")(ctx)
         seconds = round(time.perf_counter() - t0, 2)
-        ctx.summaries[name] = summary
+        summary = json.loads(json.dumps(value.to_dict()))
+        # Later stages get the value as a reused run would rebuild it from this marker: a fresh run and a
+        # re-run then report the very same figures.
+        setattr(ctx, attribute, load(summary))
         atomic_write_json(marker_path(out, name), {"stage": name, "fingerprint": _fingerprint(name, config),
                                                    "seconds": seconds, "artefacts": list(artefacts),
                                                    "summary": summary})
         results.append(StageResult(name, "ran", seconds, tuple(artefacts), summary))
         emit(StageEvent(name, "done", message=f"{seconds:.0f} s"))
-    headline = stages.headline(ctx.summaries)
+    headline = stages.headline(ctx)
     return PipelineResult(out=str(out), report_path=str(out / "report.md"),
                           seconds=round(time.perf_counter() - start, 1),
                           gate_passed=bool(headline["gate_passed"]), summary=headline, stages=tuple(results))

@@ -47,7 +47,7 @@ def test_every_stage_runs_in_order_and_leaves_its_artefacts(first: tuple[Pipelin
             assert (out / name).is_file(), name
         marker = json.loads((out / "stages" / f"{stage.name}.json").read_text())
         assert marker["artefacts"] == list(stage.artefacts) and marker["fingerprint"]
-    for name in ("float.keras", "float32.tflite", "int8.tflite", "int8.json", "bench.json", "verify.json"):
+    for name in ("float.keras", "float32.tflite", "int8.tflite", "int8.tflite.json", "bench.json", "verify.json"):
         assert (out / name).is_file(), name
     assert not list(out.rglob(".*tmp*")), "temp files left behind"
 
