@@ -7,8 +7,7 @@ installed. The converter uses it to prove an int8 model runs no operator in floa
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from digitkit.converters.errors import ConversionError
 
@@ -21,9 +20,6 @@ class TensorInfo:
 
     name: str
     dtype: str  # the schema's TensorType name: "INT8", "FLOAT32", ...
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -39,10 +35,6 @@ class OpInfo:
 
     def float_tensors(self) -> list[TensorInfo]:
         return [t for t in (*self.inputs, *self.outputs) if t.dtype in FLOAT_TYPES]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "op": self.op, "inputs": [t.to_dict() for t in self.inputs],
-                "outputs": [t.to_dict() for t in self.outputs]}
 
 
 def embed_metadata(data: bytes, name: str, payload: bytes) -> bytes:
