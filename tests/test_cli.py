@@ -51,6 +51,26 @@ def test_train_unknown_arch_exits_2_with_one_line(tmp_path: Path, synth_data_dir
     assert result.exit_code == 2
     assert result.stderr.strip() == ("error: unknown architecture 'nope'; "
                                      "choose one of: seed, seed-bn, vgg, strided, strided-pair, tiny")
+    assert result.stdout == ""  # refused before any progress bar is drawn
+
+
+def test_progress_is_one_line_per_epoch_in_a_log_file(tmp_path: Path, synth_data_dir: Path) -> None:
+    """Redirected to a file, training prints a plain line per epoch (rich's live bar would stay frozen until
+    the end), and no library line reaches the log."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "train.log"
+    with open(log, "w") as fh:
+        done = subprocess.run([sys.executable, "-m", "digitkit", "train", "--out", str(tmp_path / "m.keras"),
+                               "--arch", "tiny", "--epochs", "3", "--data-dir", str(synth_data_dir)],
+                              stdout=fh, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no TensorFlow/absl start-up lines, no Keras UserWarning
+    lines = log.read_text().splitlines()
+    assert [line.split(":")[1].split()[1] for line in lines if line.startswith("training tiny: epoch")] == [
+        "1/3", "2/3", "3/3"]
+    assert "\x1b[" not in log.read_text()  # no terminal control codes in a file
 
 
 def test_train_missing_data_exits_2_naming_the_folder(tmp_path: Path) -> None:
