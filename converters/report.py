@@ -131,8 +131,8 @@ def report_table(report: ConversionReport) -> Table:
     """The human summary ``digitkit convert`` prints."""
     verdict = "[green]passed[/green]" if report.passed else "[red]REJECTED[/red]"
     table = Table(title=f"{report.mode} conversion of {Path(report.source_model).name}: gate {verdict}")
-    table.add_column("")
-    table.add_column("value", justify="right")
+    table.add_column("", overflow="fold")
+    table.add_column("value", justify="right", overflow="fold")
     rows = [
         ("model", report.rejected_path or report.model_path),
         ("input / output", f"{report.input_dtype} / {report.output_dtype}"
@@ -162,7 +162,9 @@ def layers_table(layers: list[LayerError]) -> Table:
     worst = max(range(len(layers)), key=lambda i: layers[i].rmse_per_scale, default=-1)
     table = Table(title="per-layer int8 error (output vs float; RMSE/scale ~0.29 is ideal rounding)")
     for col in ("#", "layer", "op", "RMSE", "scale", "RMSE/scale", "max |err|", ""):
-        table.add_column(col, justify="left" if col in ("layer", "op", "") else "right")
+        # Long layer names wrap instead of being cut to "conv2d_2…"; figures are never cut.
+        table.add_column(col, justify="left" if col in ("layer", "op", "") else "right", overflow="fold",
+                         no_wrap=col not in ("layer", "op", ""))
     for i, layer in enumerate(layers):
         table.add_row(str(i), layer.layer, layer.op, f"{layer.rmse:.3g}", f"{layer.scale:.3g}",
                       f"{layer.rmse_per_scale:.3f}", f"{layer.max_abs_error:.3g}",

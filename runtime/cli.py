@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from digitkit.errors import ExitCode
 from digitkit.runtime.classifier import ClassifyConfig, ReadError, Reading
 from digitkit.runtime.classifier import classify as run_classify
 
@@ -59,7 +60,7 @@ def classify(
     else:
         failed = _table(results)
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.SOME_FAILED)
 
 
 _HEAD_ROWS = 256  # rows looked at to size the file column; the rest stream through with that width
@@ -95,8 +96,8 @@ def _table(results: Iterable[Reading | ReadError]) -> int:
 
 def _register() -> typer.Typer:
     """The runtime's verbs on their own app; ``digitkit.cli`` loads it for ``classify`` and ``camera`` only."""
-    from digitkit.cli import register, verb_app
     from digitkit.runtime.cli_camera import camera
+    from digitkit.verbs import register, verb_app
 
     verbs = verb_app()
     register(verbs, classify, "classify")

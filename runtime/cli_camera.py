@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from digitkit.errors import ExitCode
 from digitkit.runtime.camera import CameraConfig, FrameReading, parse_roi, run_camera
 
 _DEFAULTS = CameraConfig()
@@ -66,4 +67,4 @@ def camera(
     if summary.stop_reason == "source lost":
         typer.echo(f"error: video source {source!r} stopped delivering frames; reconnecting for "
                    f"{config.reconnect_seconds:g} s failed", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.SOME_FAILED)

@@ -15,10 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from digitkit.cli import register, verb_app
 from digitkit.toolkit.cli_convert import convert_command
 from digitkit.toolkit.pipeline_types import PipelineConfig  # no TensorFlow at import: the one copy of the defaults
 from digitkit.toolkit.train import TrainConfig
+from digitkit.verbs import register, verb_app
 
 app = verb_app()
 console = Console()
