@@ -99,7 +99,7 @@ def read_embedded(data: bytes, name: str | os.PathLike[str] = "model") -> dict[s
         if not isinstance(payload, dict) or not isinstance(payload.get("runtime"), dict):
             raise ValueError("no runtime object")
         ModelMetadata.from_dict(payload["runtime"])  # refuse here, with the file's name, what cannot be used
-    except (UnicodeDecodeError, ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise InferenceError(f"{name}: the metadata embedded in the model is damaged ({exc}); "
                              "convert the model again") from None
     return payload
