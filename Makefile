@@ -45,7 +45,8 @@ compat: $(VENV)/.installed
 	bash benchmarks/compat_tflite_runtime.sh $(COMPAT_MODEL) $(DATA)
 
 # The pretrained int8 model shipped inside the package (runtime/models/), made by the project's own training
-# (default settings, seed 0) and conversion (default int8, gate 0.3 pp). Its sidecars record provenance.
+# (default settings, seed 0) and conversion (default int8, gate 0.3 pp). The runtime metadata is embedded in the
+# .tflite; its record FILE.tflite.json (report, provenance and the training record) goes beside it.
 SHIPPED     := runtime/models/digitkit_seed_int8.tflite
 MODEL_FLOAT ?= runs/model/float.keras
 .PHONY: model
@@ -53,7 +54,7 @@ $(MODEL_FLOAT):
 	$(VENV)/bin/digitkit train --data-dir $(DATA) --out $(MODEL_FLOAT) --arch seed --seed 0
 model: $(VENV)/.installed $(MODEL_FLOAT)
 	$(VENV)/bin/digitkit convert $(MODEL_FLOAT) --out $(SHIPPED) --data-dir $(DATA)
-	cp $(basename $(MODEL_FLOAT)).json $(basename $(SHIPPED)).train.json
+	@echo "now put the new sha256 in digitkit.runtime.modelcheck.TRUSTED_SHA256: $$(sha256sum $(SHIPPED) | cut -c1-64)"
 
 # The browser test of `digitkit camera --serve` (tests/runtime/test_server.py) drives real headless
 # Chromium; without it that test is skipped with the reason. Debian/Ubuntu, as root.

@@ -7,9 +7,11 @@ renamed into place only then.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,23 @@ import numpy as np
 
 from digitkit.converters.data import ConversionData
 from digitkit.converters.errors import ConversionError, GateFailed
-from digitkit.converters.flatbuffer import float_ops, op_counts, read_io, read_ops
-from digitkit.converters.report import ConversionReport, sidecar
+from digitkit.converters.flatbuffer import embed_metadata, float_ops, op_counts, read_io, read_ops
+from digitkit.converters.report import ConversionReport, runtime_metadata, sidecar
 from digitkit.converters.tflite import NUM_CLASSES, ConvertConfig, convert_keras, load_keras
-from digitkit.converters.verify import layer_errors, rejection, verify
-from digitkit.runtime.fileio import atomic_write_json, fsync_dir, temp_beside
-from digitkit.runtime.interpreter import ModelMetadata, sidecar_path
+from digitkit.converters.verify import Rejection, layer_errors, rejection, verify
+from digitkit.runtime.fileio import atomic_write_json, fsync_dir, sidecar_path, temp_beside
+from digitkit.runtime.interpreter import METADATA_NAME, ModelMetadata, encode_metadata
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the folder itself (no lock file is left behind) for the duration of the block."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def rejected_path(out: str | os.PathLike[str]) -> Path:
@@ -82,6 +95,20 @@ def make_config(config: ConvertConfig | None, overrides: dict[str, Any]) -> Conv
     return config
 
 
+def _measure_rejection(graph: bytes, out: Path, metadata: ModelMetadata, data: ConversionData,
+                       config: ConvertConfig) -> Rejection:
+    """The "not a digit" threshold of a converted graph, measured on the validation digits and non-digits
+    through the runtime (from a temp file beside ``out``, deleted after)."""
+    assert data.val_digits is not None and data.val_negatives is not None
+    tmp = temp_beside(out)
+    try:
+        tmp.write_bytes(graph)
+        return rejection(tmp, metadata, data.val_digits, data.val_negatives, config.keep_digits, config.threads)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
 def model_metadata(keras_model: Any) -> ModelMetadata:
     """What the runtime must know of a model's outputs: 10 digits, or 10 digits and "not a digit" (index 10)."""
     classes = int(keras_model.outputs[0].shape[-1])
@@ -97,7 +124,8 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
 
     Args:
         model: the float .keras model ((28, 28, 1) in, 10 probabilities out).
-        out: the .tflite to write; its sidecar ``.json`` goes beside it.
+        out: the .tflite to write (runtime metadata embedded); its record ``out.json`` (``m.tflite.json``)
+            goes beside it.
         config: the settings (``ConvertConfig()`` if None); keyword ``overrides`` replace fields.
         data: the calibration images and the test set (see :func:`digitkit.converters.data.prepare`).
 
@@ -120,9 +148,20 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
         calibration = np.concatenate([calibration, data.calibration_negatives])
 
     start = time.perf_counter()
-    flat = convert_keras(keras_model, config.mode, io, calibration if int8 else None)
+    graph = convert_keras(keras_model, config.mode, io, calibration if int8 else None)
     conversion_seconds = time.perf_counter() - start
-    float32_bytes = len(flat) if config.mode == "float32" else len(convert_keras(keras_model, "float32"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nad = None
+    if metadata.not_a_digit is not None and data.val_digits is not None and data.val_negatives is not None:
+        # The threshold is measured on the converted graph itself (its int8 outputs), on validation data.
+        nad = _measure_rejection(graph, out, metadata, data, config)
+        metadata = replace(metadata, reject_threshold=nad.threshold)
+    # What the runtime needs travels inside the model, embedded before verification: the bytes verified are
+    # the bytes written. `conversion` lets a reader (bench) name the mode without guessing from dtypes.
+    payload = encode_metadata(runtime_metadata(metadata), conversion={"mode": config.mode, "io": io})
+    flat = embed_metadata(graph, METADATA_NAME, payload)
+    float32_bytes = len(flat) if config.mode == "float32" else len(
+        embed_metadata(convert_keras(keras_model, "float32"), METADATA_NAME, payload))
 
     ops = read_ops(flat)
     floating = float_ops(ops, float_io=io == "float32")
@@ -132,7 +171,6 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
                               "the model uses a layer without an int8 kernel")
     io_info = read_io(flat)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_beside(out)
     try:
         with open(tmp, "wb") as fh:
@@ -140,11 +178,7 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
             fh.flush()
             os.fsync(fh.fileno())
         start = time.perf_counter()
-        result = verify(keras_model, tmp, data.x_test, data.y_test, threads=config.threads, metadata=metadata)
-        nad = None
-        if metadata.not_a_digit is not None and data.val_digits is not None and data.val_negatives is not None:
-            nad = rejection(tmp, metadata, data.val_digits, data.val_negatives, config.keep_digits, config.threads)
-            metadata = replace(metadata, reject_threshold=nad.threshold)
+        result = verify(keras_model, tmp, data.x_test, data.y_test, threads=config.threads)
         verification_seconds = time.perf_counter() - start
         layers = layer_errors(keras_model, data.calibration, data.debug_images) if config.debug_layers else None
 
@@ -173,9 +207,14 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
             provenance = {**data.provenance(), "calibration_seed": config.calibration_seed,
                           "calibration_from": f"training split (validation fraction {config.val_fraction} "
                                               f"held out, seed {data.split_seed}, as `digitkit train` recorded)"}
-            atomic_write_json(sidecar_path(target), sidecar(report, source, provenance, config.to_dict(), metadata))
-            os.replace(tmp, target)
-            fsync_dir(target.parent)
+            record = sidecar(report, flat, source, provenance, config.to_dict(), metadata)
+            # Two runs converting to the same --out take turns here, so the model and its record always come
+            # from the same run; a kill between the two renames leaves a record whose model_sha256 does not
+            # match, and the runtime reads only the model anyway.
+            with _folder_lock(target.parent):
+                os.replace(tmp, target)
+                atomic_write_json(sidecar_path(target), record)
+                fsync_dir(target.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

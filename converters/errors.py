@@ -1,25 +1,20 @@
-"""The one exception base of the converters package."""
+"""The converters' exceptions; the base and exit codes are in digitkit.errors."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from digitkit.errors import DigitkitError, ExitCode
 
-class ConversionError(Exception):
-    """A conversion or verification failure. ``exit_code`` 2 = bad input, 3 = gate failed."""
 
-    exit_code: int = 2
-
-    def __init__(self, message: str, exit_code: int | None = None) -> None:
-        super().__init__(message)
-        if exit_code is not None:
-            self.exit_code = exit_code
+class ConversionError(DigitkitError):
+    """A conversion or verification failure (exit 2: bad input)."""
 
 
 class GateFailed(ConversionError):
     """The converted model lost more accuracy than ``--max-drop`` allows; ``report`` holds the figures."""
 
-    exit_code = 3
+    exit_code = ExitCode.GATE_FAILED
 
     def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)

@@ -7,8 +7,7 @@ installed. The converter uses it to prove an int8 model runs no operator in floa
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from digitkit.converters.errors import ConversionError
 
@@ -21,9 +20,6 @@ class TensorInfo:
 
     name: str
     dtype: str  # the schema's TensorType name: "INT8", "FLOAT32", ...
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -40,9 +36,34 @@ class OpInfo:
     def float_tensors(self) -> list[TensorInfo]:
         return [t for t in (*self.inputs, *self.outputs) if t.dtype in FLOAT_TYPES]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "op": self.op, "inputs": [t.to_dict() for t in self.inputs],
-                "outputs": [t.to_dict() for t in self.outputs]}
+
+def embed_metadata(data: bytes, name: str, payload: bytes) -> bytes:
+    """``data`` with ``payload`` stored under ``name`` in the model's ``metadata`` table (an entry of that name
+    is replaced). The operators, tensors and weights are unchanged; the runtime reads the entry back with
+    :func:`digitkit.runtime.modelfile.metadata_entries`.
+
+    Raises:
+        ConversionError: the bytes are not a TFLite flatbuffer.
+    """
+    import flatbuffers
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ConversionError("not a TFLite flatbuffer (missing the TFL3 identifier)")
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(payload, dtype=np.uint8)
+    entries = [m for m in (model.metadata or []) if (m.name or b"").decode("utf-8", "replace") != name]
+    # A replaced entry's old buffer stays (other indices point past it); it is a few hundred bytes at most.
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = name
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [*entries, entry]
+    builder = flatbuffers.Builder(len(data) + len(payload) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _enum_names(cls: type) -> dict[int, str]:

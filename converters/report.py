@@ -1,8 +1,12 @@
-"""The conversion's result as a value, the sidecar JSON the runtime reads, and its tables."""
+"""The conversion's result as a value, the ``FILE.tflite.json`` record for people, and its tables.
+
+The runtime never reads that record: what it needs is embedded in the model (:func:`runtime_metadata`).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 from dataclasses import asdict, dataclass, field
@@ -14,6 +18,7 @@ from typing import Any
 from rich.table import Table
 
 from digitkit.converters.verify import LayerError
+from digitkit.runtime.fileio import sidecar_path
 from digitkit.runtime.interpreter import ModelMetadata
 
 
@@ -72,12 +77,33 @@ def versions() -> dict[str, str]:
     return found
 
 
-def sidecar(report: ConversionReport, source: str | os.PathLike[str], provenance: dict[str, Any],
-            config: dict[str, Any], metadata: ModelMetadata | None = None) -> dict[str, Any]:
-    """The ``FILE.json`` beside the model. The runtime reads only the "runtime" key (read_metadata)."""
+def runtime_metadata(metadata: ModelMetadata | None = None) -> ModelMetadata:
+    """What the converter embeds for the runtime: the MNIST conventions (labels 0-9, 28x28, white on black,
+    x/255, softmax output) and, for a model with a "not a digit" output, its index and measured threshold;
+    every field of :class:`ModelMetadata` included."""
+    return metadata or ModelMetadata()
+
+
+def training_record(source: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The record ``digitkit train`` wrote beside the source model (``m.keras.json``), or None if there is none
+    or it cannot be read (a model trained elsewhere)."""
+    path = sidecar_path(source)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def sidecar(report: ConversionReport, model_bytes: bytes, source: str | os.PathLike[str],
+            provenance: dict[str, Any], config: dict[str, Any],
+            metadata: ModelMetadata | None = None) -> dict[str, Any]:
+    """The ``FILE.tflite.json`` beside the model, for people. ``model_sha256`` names the exact model file it
+    describes (two runs writing the same --out cannot pass one's record off as the other's), ``runtime`` repeats
+    what is embedded in the model, and ``provenance.training`` keeps the source model's training record."""
     return {
-        # MNIST conventions (labels 0-9, 28x28, white on black, x/255) and the not-a-digit rule, if any
-        "runtime": (metadata or ModelMetadata()).to_dict(),
+        "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
+        "runtime": runtime_metadata(metadata).to_dict(),
         "report": report.to_dict(),
         "provenance": {
             "source_model": str(source),
@@ -86,8 +112,18 @@ def sidecar(report: ConversionReport, source: str | os.PathLike[str], provenance
             "config": config,
             "versions": versions(),
             "converted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "training": training_record(source),
         },
     }
+
+
+def describes(record_path: str | os.PathLike[str], model_path: str | os.PathLike[str]) -> bool:
+    """True when the record at ``record_path`` was written for exactly the model file at ``model_path``."""
+    try:
+        record = json.loads(Path(record_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("model_sha256") == sha256_file(model_path)
 
 
 def _pct(x: float) -> str:
@@ -98,8 +134,8 @@ def report_table(report: ConversionReport) -> Table:
     """The human summary ``digitkit convert`` prints."""
     verdict = "[green]passed[/green]" if report.passed else "[red]REJECTED[/red]"
     table = Table(title=f"{report.mode} conversion of {Path(report.source_model).name}: gate {verdict}")
-    table.add_column("")
-    table.add_column("value", justify="right")
+    table.add_column("", overflow="fold")
+    table.add_column("value", justify="right", overflow="fold")
     rows = [
         ("model", report.rejected_path or report.model_path),
         ("input / output", f"{report.input_dtype} / {report.output_dtype}"
@@ -134,7 +170,9 @@ def layers_table(layers: list[LayerError]) -> Table:
     worst = max(range(len(layers)), key=lambda i: layers[i].rmse_per_scale, default=-1)
     table = Table(title="per-layer int8 error (output vs float; RMSE/scale ~0.29 is ideal rounding)")
     for col in ("#", "layer", "op", "RMSE", "scale", "RMSE/scale", "max |err|", ""):
-        table.add_column(col, justify="left" if col in ("layer", "op", "") else "right")
+        # Long layer names wrap instead of being cut to "conv2d_2…"; figures are never cut.
+        table.add_column(col, justify="left" if col in ("layer", "op", "") else "right", overflow="fold",
+                         no_wrap=col not in ("layer", "op", ""))
     for i, layer in enumerate(layers):
         table.add_row(str(i), layer.layer, layer.op, f"{layer.rmse:.3g}", f"{layer.scale:.3g}",
                       f"{layer.rmse_per_scale:.3f}", f"{layer.max_abs_error:.3g}",

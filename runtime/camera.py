@@ -23,9 +23,9 @@ import numpy as np
 
 from digitkit.runtime.capture import Capture, FrameGrabber, display_available, is_live, open_capture, parse_source
 from digitkit.runtime.errors import InferenceError
-from digitkit.runtime.frames import Detection, FrameProcessor, FrameReading, Reader, clip_roi, parse_roi
+from digitkit.runtime.frames import FrameProcessor, FrameReading, Reader, clip_roi, parse_roi
 
-__all__ = ["CameraConfig", "CameraSummary", "Detection", "FrameProcessor", "FrameReading", "Reader", "clip_roi",
+__all__ = ["CameraConfig", "CameraSummary", "FrameProcessor", "FrameReading", "Reader", "clip_roi",
            "default_reader", "parse_roi", "run_camera"]
 
 WINDOW = "digitkit camera"
@@ -50,9 +50,6 @@ class CameraConfig:
     stream_fps: float = 30.0  # most JPEGs per second the browser view encodes
     realtime: bool | None = None  # play a file at its recorded rate; None = when --serve or --show watches
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "roi": list(self.roi) if self.roi else None}
-
 
 @dataclass(frozen=True)
 class CameraSummary:
@@ -68,9 +65,6 @@ class CameraSummary:
     dropped: int = 0  # live frames skipped because a newer one had arrived
     reconnects: int = 0
     last_text: str = ""  # the last smoothed reading
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
     def lines(self) -> list[str]:
         """The human summary printed at the end of a run."""

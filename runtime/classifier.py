@@ -26,7 +26,25 @@ from digitkit.runtime.preprocess import as_mnist_tile, ink_map, stroke_width, to
 from digitkit.runtime.segment import Segment, SegmentConfig, find_digits
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = MODELS_DIR / "digitkit_seed_int8.tflite"
+# The shipped models by short name (like Ultralytics' n/s/m): `--model fast` (the default) or `--model accurate`.
+SHIPPED_MODELS = {"fast": "digitkit_seed_int8.tflite", "accurate": "digitkit_accurate_int8.tflite"}
+DEFAULT_MODEL = MODELS_DIR / SHIPPED_MODELS["fast"]
+
+
+def resolve_model(model: str | os.PathLike[str] | None) -> Path:
+    """A shipped model's short name (``fast``, ``accurate``; None = ``fast``) or a path -> the .tflite path.
+
+    Raises:
+        InferenceError: a shipped model that is missing from this installation.
+    """
+    name = "fast" if model is None else os.fspath(model)
+    if name not in SHIPPED_MODELS:
+        return Path(name)
+    path = MODELS_DIR / SHIPPED_MODELS[name]
+    if not path.is_file():
+        raise InferenceError(f"the shipped {name!r} model {path} is missing from this installation; "
+                             "reinstall digitkit or pass --model FILE.tflite")
+    return path
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm")
 DEFAULT_MIN_CONFIDENCE = 0.35  # see benchmarks/photos.py rejection and the README: measured, not guessed
 
@@ -35,7 +53,7 @@ DEFAULT_MIN_CONFIDENCE = 0.35  # see benchmarks/photos.py rejection and the READ
 class ClassifyConfig:
     """Every option of ``digitkit classify``; the CLI and the Python twin share these defaults."""
 
-    model_path: str | None = None  # None = the model shipped in runtime/models/
+    model_path: str | None = None  # a .tflite, or a shipped model's name ("fast", "accurate"); None = "fast"
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     threads: int | None = None
     backend: str | None = None  # "litert", "tflite-runtime" or None (first installed)
@@ -141,7 +159,8 @@ class DigitClassifier:
     """Finds and reads handwritten digits with one TFLite interpreter, reused for every image.
 
     Args:
-        model_path: a digit ``.tflite`` (28x28x1 in, 10 classes out); None = the shipped model.
+        model_path: a digit ``.tflite`` (28x28x1 in; 10 digits out, or 11 with "not a digit"), or the name of a
+            shipped model: ``"fast"`` (the default, also None) or ``"accurate"``.
         config: the remaining options (:class:`ClassifyConfig`); keyword overrides win over it.
 
     Raises:
@@ -156,10 +175,7 @@ class DigitClassifier:
         if model_path is not None:
             cfg = ClassifyConfig(**{**cfg.__dict__, "model_path": os.fspath(model_path)})
         self.config = cfg
-        path = Path(cfg.model_path) if cfg.model_path else DEFAULT_MODEL
-        if cfg.model_path is None and not path.is_file():
-            raise InferenceError(f"the shipped model {path} is missing; rebuild it with `make model` "
-                                 "or pass --model FILE.tflite")
+        path = resolve_model(cfg.model_path)
         self.model = TFLiteModel(path, backend=cfg.backend, threads=cfg.threads)
         self.tile_size = self.model.metadata.input_size
 

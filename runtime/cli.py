@@ -1,5 +1,6 @@
-"""``digitkit classify``: the verb's options and output. toolkit/cli.py registers it (this module must not
-import toolkit); the work is done by :func:`digitkit.runtime.classifier.classify`."""
+"""The device verbs: ``digitkit classify`` (its options and output are here) and ``digitkit camera``
+(``cli_camera``). ``digitkit.cli`` loads this module's ``app`` for those two verbs only; it must not import the
+toolkit or the converters. The work is done by :func:`digitkit.runtime.classifier.classify`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from digitkit.errors import ExitCode
 from digitkit.runtime.classifier import ClassifyConfig, ReadError, Reading
 from digitkit.runtime.classifier import classify as run_classify
 
@@ -20,32 +22,33 @@ _DEFAULTS = ClassifyConfig()
 def classify(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) and glob patterns.",
                                                show_default=False, metavar="PATH")],
-    model: Annotated[Path | None, typer.Option("--model", help="A digit .tflite (28x28x1 in, 10 classes out). "
-                                               "Default: the model shipped in the package.",
-                                               exists=True, dir_okay=False)] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", metavar="NAME|FILE",
+        help="A shipped model, fast (the default) or accurate, or a digit .tflite (28x28x1 in).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line per image.")] = False,
     min_confidence: Annotated[float, typer.Option(
-        "--min-confidence", min=0.0, max=1.0,
+        "--min-confidence", metavar="P", min=0.0, max=1.0,
         help="Candidates the model is less sure of are not reported (what this rejects: see the README).")
     ] = _DEFAULTS.min_confidence,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Interpreter threads.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", metavar="N", min=1, help="Interpreter threads.")] = None,
     save_annotated: Annotated[Path | None, typer.Option(
-        "--save-annotated", help="Write copies of the images with boxes, labels and confidences to this folder.",
+        "--save-annotated", metavar="DIR",
+        help="Write copies of the images with boxes, labels and confidences to this folder.",
         file_okay=False)] = None,
     backend: Annotated[str | None, typer.Option(
-        "--backend", help="litert or tflite-runtime (default: the first installed).")] = None,
+        "--backend", metavar="NAME", help="litert or tflite-runtime (default: the first installed).")] = None,
     max_pixels: Annotated[int, typer.Option(
-        "--max-pixels", min=1,
+        "--max-pixels", metavar="N", min=1,
         help="Refuse a file whose header claims more pixels than this, before decoding it (default: Pillow's "
              "limit, 89.5 MP: a 48 MP phone photo passes, a decompression bomb does not).")
     ] = _DEFAULTS.max_pixels,
 ) -> None:
     """Read the handwritten digits in images (one line of digits per image), with no TensorFlow.
 
-    Exit code 1 if any input could not be read (the others are still read and printed, each bad file with
-    its own one-line error).
+    Exit codes: 0 all read · 1 some inputs could not be read (the others are still read and printed, each bad
+    file with its own one-line error) · 2 bad option or model.
     """
-    config = ClassifyConfig(model_path=str(model) if model else None, min_confidence=min_confidence,
+    config = ClassifyConfig(model_path=model, min_confidence=min_confidence,
                             threads=threads, backend=backend, max_pixels=max_pixels)
     results = run_classify(paths, config, annotate_dir=save_annotated)
     failed = 0
@@ -56,7 +59,7 @@ def classify(
     else:
         failed = _table(results)
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.SOME_FAILED)
 
 
 _HEAD_ROWS = 256  # rows looked at to size the file column; the rest stream through with that width
@@ -88,3 +91,17 @@ def _table(results: Iterable[Reading | ReadError]) -> int:
     plural = lambda n, word: f"{n} {word}{'s' * (n != 1)}"  # noqa: E731
     console.print(f"{plural(images, 'file')}: {images - failed} read ({plural(digits, 'digit')}), {failed} failed")
     return failed
+
+
+def _register() -> typer.Typer:
+    """The runtime's verbs on their own app; ``digitkit.cli`` loads it for ``classify`` and ``camera`` only."""
+    from digitkit.runtime.cli_camera import camera
+    from digitkit.verbs import register, verb_app
+
+    verbs = verb_app()
+    register(verbs, classify, "classify")
+    register(verbs, camera, "camera")
+    return verbs
+
+
+app = _register()

@@ -24,6 +24,13 @@ os.umask(_UMASK)
 TEMP_MARK = ".tmp."  # temp files are ".NAME.tmp.PID.RANDOM.SUFFIX": hidden, and named for their target and writer
 
 
+def sidecar_path(target: str | os.PathLike[str]) -> Path:
+    """``m.tflite`` -> ``m.tflite.json``, ``m.keras`` -> ``m.keras.json``: a file's record for people, named after
+    the whole file name so records of two files with the same stem (or another tool's ``m.json``) never collide."""
+    target = Path(target)
+    return target.with_name(target.name + ".json")
+
+
 def temp_beside(target: str | os.PathLike[str], suffix: str | None = None) -> Path:
     """Create an empty temp file in ``target``'s folder (same suffix unless given), readable like any file;
     the caller renames it onto ``target`` with ``os.replace`` or deletes it.

@@ -19,9 +19,6 @@ from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.overlay import draw_overlay
 from digitkit.runtime.smoothing import ReadingSmoother
 
-# One digit in a frame, in full-frame pixels: the same value (and JSON) as a digit read from a file.
-Detection = Digit
-
 
 @dataclass(frozen=True)
 class FrameReading:
@@ -31,7 +28,7 @@ class FrameReading:
     frame: int
     text: str
     stable: bool
-    digits: tuple[Detection, ...]
+    digits: tuple[Digit, ...]  # in full-frame pixels: the same value (and JSON) as a digit read from a file
     latency_ms: float
 
     @property
@@ -114,7 +111,7 @@ class FrameProcessor:
         else:
             x = y = 0
             result = self.reader(image)
-        digits = tuple(Detection(int(d.label), float(d.confidence),
+        digits = tuple(Digit(int(d.label), float(d.confidence),
                                  (int(d.box[0]) + x, int(d.box[1]) + y, int(d.box[2]), int(d.box[3])))
                        for d in result.digits)
         smoothed = self.smoother.update("".join(str(d.label) for d in digits))

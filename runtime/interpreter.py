@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from digitkit.runtime.errors import InferenceError
-from digitkit.runtime.modelcheck import check_model, output_is_softmax
+from digitkit.runtime.modelcheck import check_model
+from digitkit.runtime.modelfile import Malformed, metadata_entries, output_is_softmax
 
 BACKENDS = ("litert", "tflite-runtime")
 _MODULES = {"litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
@@ -23,8 +24,8 @@ _MODULES = {"litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_ru
 
 @dataclass(frozen=True)
 class ModelMetadata:
-    """What the runtime needs to feed a model without guessing; read from the ``MODEL.json`` sidecar's
-    ``"runtime"`` object when present, else the MNIST conventions below."""
+    """What the runtime needs to feed a model without guessing; read from the model file itself (the
+    converter embeds it, see :func:`read_embedded`), else the MNIST conventions below."""
 
     labels: tuple[str, ...] = tuple(str(i) for i in range(10))
     input_size: tuple[int, int] = (28, 28)
@@ -35,18 +36,12 @@ class ModelMetadata:
     # probability at which a candidate is rejected, chosen by the converter on validation data.
     not_a_digit: int | None = None
     reject_threshold: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # keys this runtime does not know yet
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "labels": list(self.labels),
-            "input_size": list(self.input_size),
-            "polarity": self.polarity,
-            "normalisation": self.normalisation,
-            "output": self.output,
-            "not_a_digit": self.not_a_digit,
-            "reject_threshold": self.reject_threshold,
-        }
+        """Every field (tuples as lists) plus ``extra``: generic, so a field added here travels without more code."""
+        out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**self.extra, **out}
 
     @property
     def digit_indices(self) -> list[int]:
@@ -55,16 +50,20 @@ class ModelMetadata:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
+        """The inverse of :meth:`to_dict`; a missing key takes its default, an unknown one lands in ``extra``."""
         base = cls()
-        return cls(
-            labels=tuple(str(x) for x in data.get("labels", base.labels)),
-            input_size=tuple(int(x) for x in data.get("input_size", base.input_size)),  # type: ignore[arg-type]
-            polarity=str(data.get("polarity", base.polarity)),
-            normalisation=str(data.get("normalisation", base.normalisation)),
-            output=str(data.get("output", base.output)),
-            not_a_digit=None if data.get("not_a_digit") is None else int(data["not_a_digit"]),
-            reject_threshold=None if data.get("reject_threshold") is None else float(data["reject_threshold"]),
-        )
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values = {name: _like(getattr(base, name), data[name]) for name in known if name in data}
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as JSON: tuples (nested too) become lists, dataclasses dicts."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
 
 
 # What a model with an 11th output means when nothing describes it: digitkit's "not a digit" class, rejected
@@ -73,22 +72,52 @@ NOT_A_DIGIT_CONVENTION: dict[str, Any] = {"labels": (*(str(i) for i in range(10)
                                           "not_a_digit": 10, "reject_threshold": 0.5}
 
 
-def sidecar_path(model_path: str | os.PathLike[str]) -> Path:
-    """``model.tflite`` -> ``model.json``: the report and runtime metadata written by the converter."""
-    return Path(model_path).with_suffix(".json")
+def _like(default: Any, value: Any) -> Any:
+    """``value`` from JSON, shaped like the field's ``default`` (lists back to tuples, numbers to their type)."""
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a list, got {value!r}")
+        kinds = [type(d) for d in default] or [str]
+        return tuple(kinds[min(i, len(kinds) - 1)](v) for i, v in enumerate(value))
+    if dataclasses.is_dataclass(default) and isinstance(value, dict):
+        return type(default)(**{k: _like(getattr(default, k), v) for k, v in value.items() if hasattr(default, k)})
+    if isinstance(default, bool) or default is None or isinstance(value, type(default)):
+        return value
+    return type(default)(value)
 
 
-def read_metadata(model_path: str | os.PathLike[str]) -> ModelMetadata:
-    """The runtime metadata stored beside the model, or the MNIST defaults if there is no sidecar."""
-    side = sidecar_path(model_path)
-    if not side.is_file():
-        return ModelMetadata()
+METADATA_NAME = "digitkit"  # the entry in the .tflite's metadata table that the converter writes
+METADATA_SCHEMA = "digitkit.model/1"
+
+
+def encode_metadata(metadata: ModelMetadata, **sections: Any) -> bytes:
+    """The bytes the converter embeds under :data:`METADATA_NAME`: ``{"schema", "runtime", **sections}`` as JSON."""
+    return json.dumps({"schema": METADATA_SCHEMA, "runtime": metadata.to_dict(), **sections},
+                      sort_keys=True).encode("utf-8")
+
+
+def read_embedded(data: bytes, name: str | os.PathLike[str] = "model") -> dict[str, Any] | None:
+    """The digitkit metadata embedded in a .tflite's bytes (``{"schema", "runtime", ...}``), or None if the
+    model carries none (a model from another tool: the MNIST conventions apply).
+
+    Raises:
+        InferenceError: the entry is there but damaged.
+    """
     try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InferenceError(f"{side}: unreadable model sidecar ({exc}); fix or delete it") from None
-    runtime = data.get("runtime") if isinstance(data, dict) else None
-    return ModelMetadata.from_dict(runtime) if isinstance(runtime, dict) else ModelMetadata()
+        raw = metadata_entries(data).get(METADATA_NAME)
+    except Malformed as exc:
+        raise InferenceError(f"{name}: not a loadable TFLite model ({exc})") from None
+    if raw is None:
+        return None
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+        if not isinstance(payload, dict) or not isinstance(payload.get("runtime"), dict):
+            raise ValueError("no runtime object")
+        ModelMetadata.from_dict(payload["runtime"])  # refuse here, with the file's name, what cannot be used
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise InferenceError(f"{name}: the metadata embedded in the model is damaged ({exc}); "
+                             "convert the model again") from None
+    return payload
 
 
 def load_interpreter_class(backend: str | None = None) -> tuple[str, Any]:
@@ -172,9 +201,10 @@ class TFLiteModel:
         self.path = Path(model_path)
         self.backend, self._interp, data = open_interpreter(self.path, backend, threads)
         self.threads = threads
-        self.metadata = metadata or read_metadata(self.path)
-        if metadata is None and not sidecar_path(self.path).is_file() and not output_is_softmax(data):
-            # No sidecar to say what the output is, and no SOFTMAX makes it: logits, so normalise them.
+        embedded = read_embedded(data, self.path) if metadata is None else None
+        self.metadata = metadata or (ModelMetadata.from_dict(embedded["runtime"]) if embedded else ModelMetadata())
+        if metadata is None and embedded is None and not output_is_softmax(data):
+            # Nothing in the model says what the output is, and no SOFTMAX makes it: logits, so normalise them.
             self.metadata = dataclasses.replace(self.metadata, output="logits")
         inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
         if len(inputs) != 1 or not outputs:
@@ -185,7 +215,7 @@ class TFLiteModel:
         if len(shape) != 4 or shape[1:] != (*self.metadata.input_size, 1):
             raise InferenceError(f"{self.path}: input shape {shape} is not (N, 28, 28, 1); not a digit model")
         out_shape = tuple(int(s) for s in self._out["shape"])
-        described = metadata is not None or sidecar_path(self.path).is_file()
+        described = metadata is not None or embedded is not None
         if not described and out_shape and out_shape[-1] == len(self.metadata.labels) + 1:
             # Undescribed, with one output more than the digits: digitkit's convention for "not a digit".
             self.metadata = dataclasses.replace(self.metadata, **NOT_A_DIGIT_CONVENTION)

@@ -19,9 +19,6 @@ class Smoothed:
     text: str
     stable: bool
 
-    def to_dict(self) -> dict[str, object]:
-        return {"text": self.text, "stable": self.stable}
-
 
 class ReadingSmoother:
     """Holds the raw readings of the last ``k`` frames and the last reading they all agreed on.
@@ -55,8 +52,3 @@ class ReadingSmoother:
     def agreed(self) -> str:
         """The last reading all K frames agreed on (``""`` before the first agreement)."""
         return self._agreed
-
-    def reset(self) -> None:
-        """Forget the history (after a reconnect the scene may have changed)."""
-        self._window.clear()
-        self._agreed = ""

@@ -104,7 +104,7 @@ def real_seed_model(tmp_path_factory: pytest.TempPathFactory, real_data_dir: Pat
     (about 5 minutes here); its sidecar holds the training figures."""
     from typer.testing import CliRunner
 
-    from digitkit.toolkit.cli import app
+    from digitkit.cli import app
 
     out = tmp_path_factory.mktemp("real_seed") / "float.keras"
     result = CliRunner().invoke(app, ["train", "--out", str(out), "--data-dir", str(real_data_dir)])

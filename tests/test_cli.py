@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from digitkit.toolkit.cli import app
+from digitkit.cli import app
 
 runner = CliRunner()
 DIGITKIT = shutil.which("digitkit", path=str(Path(sys.executable).parent)) or "digitkit"
@@ -40,9 +40,9 @@ def test_train_success_writes_model_and_sidecar(tmp_path: Path, synth_data_dir: 
     result = runner.invoke(app, ["train", "--out", str(out), "--arch", "tiny", "--epochs", "1",
                                  "--data-dir", str(synth_data_dir), "--no-augment"])
     assert result.exit_code == 0, result.output
-    assert out.is_file() and out.with_suffix(".json").is_file()
+    assert out.is_file() and out.with_name(out.name + ".json").is_file()
     assert "test accuracy" in result.output
-    assert json.loads(out.with_suffix(".json").read_text())["config"]["augment"] is False
+    assert json.loads(out.with_name(out.name + ".json").read_text())["config"]["augment"] is False
 
 
 def test_train_unknown_arch_exits_2_with_one_line(tmp_path: Path, synth_data_dir: Path) -> None:
@@ -51,6 +51,26 @@ def test_train_unknown_arch_exits_2_with_one_line(tmp_path: Path, synth_data_dir
     assert result.exit_code == 2
     assert result.stderr.strip() == ("error: unknown architecture 'nope'; "
                                      "choose one of: seed, seed-bn, vgg, strided, strided-pair, tiny")
+    assert result.stdout == ""  # refused before any progress bar is drawn
+
+
+def test_progress_is_one_line_per_epoch_in_a_log_file(tmp_path: Path, synth_data_dir: Path) -> None:
+    """Redirected to a file, training prints a plain line per epoch (rich's live bar would stay frozen until
+    the end), and no library line reaches the log."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "train.log"
+    with open(log, "w") as fh:
+        done = subprocess.run([sys.executable, "-m", "digitkit", "train", "--out", str(tmp_path / "m.keras"),
+                               "--arch", "tiny", "--epochs", "3", "--data-dir", str(synth_data_dir)],
+                              stdout=fh, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no TensorFlow/absl start-up lines, no Keras UserWarning
+    lines = log.read_text().splitlines()
+    assert [line.split(":")[1].split()[1] for line in lines if line.startswith("training tiny: epoch")] == [
+        "1/3", "2/3", "3/3"]
+    assert "\x1b[" not in log.read_text()  # no terminal control codes in a file
 
 
 def test_train_missing_data_exits_2_naming_the_folder(tmp_path: Path) -> None:
@@ -80,7 +100,7 @@ def test_evaluate_keras_json(tiny_keras_model: Path, synth_data_dir: Path) -> No
     result = runner.invoke(app, ["evaluate", str(tiny_keras_model), "--data-dir", str(synth_data_dir), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    side = json.loads(tiny_keras_model.with_suffix(".json").read_text())
+    side = json.loads(tiny_keras_model.with_name(tiny_keras_model.name + ".json").read_text())
     assert report["test_size"] == 300 and report["accuracy"] == pytest.approx(side["test_accuracy"], abs=1e-6)
     cm = report["confusion"]
     assert len(cm) == 10 and sum(map(sum, cm)) == 300

@@ -265,7 +265,7 @@ def test_kill9_during_convert_leaves_the_old_model_or_the_new_one(tmp_path: Path
                                                                    synth_data_dir: Path) -> None:
     out = tmp_path / "int8.tflite"
     old = {"int8.tflite": tiny_int8_tflite.read_bytes(),
-           "int8.json": json.dumps({"runtime": {}, "report": {"old": True}}).encode()}
+           "int8.tflite.json": json.dumps({"runtime": {}, "report": {"old": True}}).encode()}
     cmd = [*DIGITKIT, "convert", str(tiny_keras_model), "--out", str(out), "--data-dir", str(synth_data_dir),
            "--max-drop", "50"]
     mid_write, killed = 0, set[int]()
@@ -283,7 +283,7 @@ def test_kill9_during_convert_leaves_the_old_model_or_the_new_one(tmp_path: Path
     done = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert temps_in(tmp_path) == [], "the next run did not clean the killed runs' temp files"
-    report = json.loads((tmp_path / "int8.json").read_text())["report"]
+    report = json.loads((tmp_path / "int8.tflite.json").read_text())["report"]
     assert report["size_bytes"] == out.stat().st_size and valid(out) is None
 
 
@@ -301,7 +301,8 @@ def _fake_old_pipeline(out: Path, tiny_keras_model: Path, tiny_int8_tflite: Path
     files = {"float.keras": tiny_keras_model.read_bytes(), "float32.tflite": tiny_int8_tflite.read_bytes(),
              "int8.tflite": tiny_int8_tflite.read_bytes(), "classify_strip.png": png, "classify_digits.png": png,
              "report.md": b"# old report\n", "bench/report.md": b"old\n", "bench/section.md": b"old\n"}
-    for name in ("float.json", "float32.json", "int8.json", "verify.json", "bench.json", "classify.json"):
+    for name in ("float.keras.json", "float32.tflite.json", "int8.tflite.json", "verify.json", "bench.json",
+                 "classify.json"):
         files[name] = b'{"old": true}\n'
     for stage in ("train", "convert", "verify", "bench", "classify", "report"):
         files[f"stages/{stage}.json"] = json.dumps({"stage": stage, "fingerprint": "old", "artefacts": [],

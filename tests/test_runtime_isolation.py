@@ -70,3 +70,74 @@ def test_classify_runs_when_tensorflow_cannot_be_imported(tmp_path: Path, tiny_i
     twin = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(str(shadow)))
     assert twin.returncode == 0, twin.stderr
     assert "'text': ''" in twin.stdout
+
+
+TRAINING_SIDE = ("digitkit.toolkit", "digitkit.converters", "tensorflow", "keras", "matplotlib")
+# Runs the console script's main() in-process and, at exit, lists what it loaded.
+_RUN_AND_LIST = ("import atexit, json, sys\n"
+                 "listing = sys.argv[1]\n"
+                 "atexit.register(lambda: open(listing, 'w').write(json.dumps(sorted(sys.modules))))\n"
+                 "sys.argv = ['digitkit', *sys.argv[2:]]\n"
+                 "from digitkit.cli import main\n"
+                 "main()\n")
+
+
+def _loaded(tmp_path: Path, *args: str, shadow: Path | None = None) -> tuple[subprocess.CompletedProcess, list[str]]:
+    listing = tmp_path / "modules.json"
+    done = subprocess.run([sys.executable, "-c", _RUN_AND_LIST, str(listing), *args], capture_output=True, text=True,
+                          env=_env(str(shadow) if shadow else None), cwd=tmp_path, timeout=120)
+    return done, json.loads(listing.read_text())
+
+
+def _shadow(tmp_path: Path) -> Path:
+    """A folder that makes TensorFlow, Keras and matplotlib unimportable: a runtime-only install."""
+    shadow = tmp_path / "shadow"
+    for name in ("tensorflow", "keras", "matplotlib"):
+        (shadow / name).mkdir(parents=True)
+        (shadow / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed on this device')\n")
+    return shadow
+
+
+def test_device_verbs_load_nothing_from_the_training_side(tmp_path: Path, tiny_int8_tflite: Path) -> None:
+    image = tmp_path / "page.png"
+    cv2.imwrite(str(image), np.full((80, 120), 230, np.uint8))
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for _ in range(3):
+        writer.write(np.full((48, 64, 3), 230, np.uint8))
+    writer.release()
+    shadow = _shadow(tmp_path)
+    for args in (["classify", str(image), "--json"], ["classify", str(image), "--model", str(tiny_int8_tflite)],
+                 ["camera", "--source", str(video), "--json", "--max-frames", "2"]):
+        done, modules = _loaded(tmp_path, *args, shadow=shadow)
+        assert done.returncode == 0, (args, done.stderr)
+        assert [m for m in modules if m.startswith(TRAINING_SIDE)] == [], args
+        # Nothing but the verb's own output: no LiteRT "Created TensorFlow Lite XNNPACK delegate" line.
+        assert done.stderr == "" or args[0] == "camera", (args, done.stderr)
+        assert "XNNPACK" not in done.stderr + done.stdout and "INFO:" not in done.stderr
+    # `digitkit models` answers from a static table: no TensorFlow either.
+    done, modules = _loaded(tmp_path, "models", "--json", shadow=shadow)
+    assert done.returncode == 0 and len(done.stdout.splitlines()) >= 6, done.stderr
+    assert not [m for m in modules if m.startswith(("tensorflow", "keras"))]
+
+
+def test_a_training_verb_on_a_runtime_only_install_is_one_error_line(tmp_path: Path) -> None:
+    done, _ = _loaded(tmp_path, "train", "--out", str(tmp_path / "m.keras"), "--epochs", "1",
+                      "--data-dir", str(tmp_path), shadow=_shadow(tmp_path))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and done.stderr.startswith("error: ")
+
+
+def test_no_library_log_lines_reach_the_terminal(tmp_path: Path, tiny_keras_model: Path,
+                                                 synth_data_dir: Path) -> None:
+    """TensorFlow's absl/oneDNN/CUDA start-up lines and Keras warnings stay out of a training verb's stderr."""
+    done = subprocess.run([str(BIN / "digitkit"), "evaluate", str(tiny_keras_model), "--data-dir",
+                           str(synth_data_dir), "--json"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    json.loads(done.stdout)  # stdout is exactly one JSON object
+    assert done.stderr == "", done.stderr
+    # ...while the libraries do print them when the filter is off (so the assertion above can fail).
+    loud = subprocess.run([str(BIN / "digitkit"), "evaluate", str(tiny_keras_model), "--data-dir",
+                           str(synth_data_dir), "--json"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "DIGITKIT_LIBRARY_LOGS": "1"})
+    assert loud.returncode == 0 and ("absl" in loud.stderr or "I0000" in loud.stderr or "oneDNN" in loud.stderr)

@@ -1,30 +1,24 @@
-"""digitkit's training side: data, models, training, evaluation, benchmarks and the CLI.
+"""digitkit's training side: data, models, training, evaluation, benchmarks, the pipeline and their CLI verbs.
 
-TensorFlow is imported lazily inside the functions that need it, so importing this package is cheap.
+``digitkit.toolkit.train(...)``, ``.evaluate(...)`` and ``.convert(...)`` are the Python twins of the verbs:
+each is its submodule, made callable (see :mod:`digitkit.toolkit.twins` for why). TensorFlow is imported lazily
+inside the functions that need it, so importing this package is cheap.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from digitkit.toolkit.errors import DataError, ToolkitError
 
-
-def train(*args, **kwargs):  # type: ignore[no-untyped-def]
-    """Python twin of ``digitkit train``: see :func:`digitkit.toolkit.train.train`."""
-    from digitkit.toolkit.train import train as _train
-
-    return _train(*args, **kwargs)
+_TWINS = ("train", "evaluate", "convert")
 
 
-def evaluate(*args, **kwargs):  # type: ignore[no-untyped-def]
-    """Python twin of ``digitkit evaluate``: see :func:`digitkit.toolkit.evaluate.evaluate`."""
-    from digitkit.toolkit.evaluate import evaluate as _evaluate
-
-    return _evaluate(*args, **kwargs)
-
-
-def convert(*args, **kwargs):  # type: ignore[no-untyped-def]
-    """Python twin of ``digitkit convert``: see :func:`digitkit.toolkit.convert.convert`."""
-    from digitkit.toolkit.convert import convert as _convert
-
-    return _convert(*args, **kwargs)
+def __getattr__(name: str) -> Any:
+    if name in _TWINS:  # first use: importing the submodule also binds it here, so this runs once per name
+        return importlib.import_module(f"digitkit.toolkit.{name}")
+    raise AttributeError(f"module 'digitkit.toolkit' has no attribute {name!r}")
 
 
 __all__ = ["DataError", "ToolkitError", "convert", "evaluate", "train"]

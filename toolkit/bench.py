@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,126 +19,13 @@ import numpy as np
 
 from digitkit.runtime.fileio import atomic_write_json
 from digitkit.runtime.interpreter import load_interpreter_class
+from digitkit.toolkit.bench_types import BenchConfig, BenchReport, BenchResult, LatencyStats
 from digitkit.toolkit.data import load_mnist
 from digitkit.toolkit.errors import ToolkitError
 from digitkit.toolkit.measure import Job, environment, installed_backends, keras_mode, run_isolated, tflite_mode
+from digitkit.toolkit.report import write_bench_report
 
-SCHEMA = "digitkit.bench/1"
 FORMATS = {".keras": "keras", ".tflite": "tflite"}
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """Everything that decides a benchmark run; the CLI flags map one to one."""
-
-    models: tuple[str, ...] = ()
-    data_dir: str | None = None
-    threads: tuple[int, ...] = (1,)
-    runs: int = 500
-    warmup: int = 50
-    pin_cpu: tuple[int, ...] | None = None
-    limit: int | None = None
-    batch_size: int = 256
-    json_path: str | None = None
-    report_dir: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    """Single-image latency in milliseconds over ``runs`` timed calls after the warm-up."""
-
-    mean: float
-    std: float
-    min: float
-    p50: float
-    p90: float
-    p99: float
-    max: float
-
-    @classmethod
-    def from_ns(cls, samples_ns: np.ndarray) -> LatencyStats:
-        ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
-        p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-        return cls(float(ms.mean()), float(ms.std()), float(ms.min()), float(p50), float(p90), float(p99),
-                   float(ms.max()))
-
-    def to_dict(self) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in asdict(self).items()}
-
-
-@dataclass(frozen=True)
-class BenchResult:
-    """One row of the table: one model on one backend with one thread count."""
-
-    model: str
-    name: str
-    format: str  # "keras" | "tflite"
-    mode: str  # "float32" | "float16" | "dynamic" | "int8" | "int16x8"
-    backend: str  # "keras" | "litert" | "tflite-runtime"
-    threads: int
-    pinned_cpus: tuple[int, ...] | None  # the measuring process's CPU affinity, read back, when --pin-cpu
-    size_bytes: int
-    load_ms: float
-    accuracy: float
-    agreement: float  # fraction of test images where the prediction equals the first model's
-    latency_ms: LatencyStats
-    runs: int
-    warmup: int
-    throughput_ips: float
-    batch_size: int
-    peak_rss_mb: float
-    model_rss_mb: float  # peak RSS minus the RSS of the same process just before loading the model
-    ratios: dict[str, float]  # size, p50, throughput: this row / the first model's row with the same threads
-    # Kept for plots, not written to JSON:
-    latency_samples_ms: np.ndarray = field(compare=False, repr=False)
-    predictions: np.ndarray = field(compare=False, repr=False)
-
-    @property
-    def label(self) -> str:
-        what = self.mode if self.name == self.mode else f"{self.name} {self.mode}"
-        return f"{what} ({self.backend}, {self.threads} thread{'s' if self.threads > 1 else ''})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model, "name": self.name, "format": self.format, "mode": self.mode,
-            "backend": self.backend, "threads": self.threads,
-            "pinned_cpus": list(self.pinned_cpus) if self.pinned_cpus else None,
-            "size_bytes": self.size_bytes, "load_ms": round(self.load_ms, 3),
-            "accuracy": self.accuracy, "agreement": self.agreement, "latency_ms": self.latency_ms.to_dict(),
-            "runs": self.runs, "warmup": self.warmup, "throughput_ips": round(self.throughput_ips, 1),
-            "batch_size": self.batch_size, "peak_rss_mb": round(self.peak_rss_mb, 1),
-            "model_rss_mb": round(self.model_rss_mb, 1), "ratios": {k: round(v, 4) for k, v in self.ratios.items()},
-        }
-
-
-@dataclass(frozen=True)
-class BenchReport:
-    """A whole benchmark run: settings, machine, data and one BenchResult per row."""
-
-    created: str
-    config: BenchConfig
-    environment: dict[str, Any]
-    data_source: str
-    test_size: int
-    reference: str
-    results: tuple[BenchResult, ...]
-    labels: np.ndarray = field(compare=False, repr=False)  # the test labels the rows were scored on
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA, "created": self.created,
-            "settings": {"threads": list(self.config.threads), "runs": self.config.runs,
-                         "warmup": self.config.warmup, "batch_size": self.config.batch_size,
-                         "pin_cpu": list(self.config.pin_cpu) if self.config.pin_cpu else None,
-                         "limit": self.config.limit},
-            "environment": self.environment,
-            "data": {"source": self.data_source, "test_images": self.test_size},
-            "reference": self.reference,
-            "results": [r.to_dict() for r in self.results],
-        }
 
 
 def parse_int_list(text: str, what: str) -> tuple[int, ...]:
@@ -153,7 +39,8 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...]:
     return values
 
 
-def _check(config: BenchConfig) -> list[Path]:
+def check_config(config: BenchConfig) -> list[Path]:
+    """Validate ``config`` before any work; returns the model paths. Raises ToolkitError naming the problem."""
     if not config.models:
         raise ToolkitError("no models given; pass one or more .keras / .tflite files")
     paths = [Path(m) for m in config.models]
@@ -210,7 +97,7 @@ def bench(models: Sequence[str | os.PathLike[str]] | None = None, config: BenchC
     config = BenchConfig(**{**config.to_dict(), "models": tuple(str(m) for m in config.models),
                             "threads": tuple(config.threads),
                             "pin_cpu": tuple(config.pin_cpu) if config.pin_cpu else None})
-    paths = _check(config)
+    paths = check_config(config)
     backends = installed_backends()
     modes = {}
     for p in paths:
@@ -263,7 +150,5 @@ def bench(models: Sequence[str | os.PathLike[str]] | None = None, config: BenchC
         Path(config.json_path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(config.json_path, report.to_dict())
     if config.report_dir:
-        from digitkit.toolkit.report import write_bench_report
-
         write_bench_report(report, images, config.report_dir)
     return report

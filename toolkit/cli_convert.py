@@ -35,20 +35,23 @@ def _print(report: object, as_json: bool) -> None:
 
 
 def convert_command(
-    model: Annotated[Path, typer.Argument(help="The float .keras model (28x28x1 in, 10 probabilities out).")],
-    out: Annotated[Path, typer.Option("--out", help="The .tflite to write; FILE.json (report and runtime "
-                                      "metadata) goes beside it.")],
-    mode: Annotated[str, typer.Option("--mode", help=f"One of: {', '.join(MODES)}.")] = _D.mode,
-    io: Annotated[str | None, typer.Option("--io", help=f"Input/output type for int8: {', '.join(IO_TYPES)} "
+    model: Annotated[Path, typer.Argument(
+        metavar="MODEL", help="The float .keras model (28x28x1 in, 10 probabilities out).")],
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="The .tflite to write (its runtime metadata "
+                                      "inside it); FILE.json, the report and provenance for people, beside it.")],
+    mode: Annotated[str, typer.Option("--mode", metavar="MODE", help=f"One of: {', '.join(MODES)}.")] = _D.mode,
+    io: Annotated[str | None, typer.Option("--io", metavar="TYPE",
+                                           help=f"Input/output type for int8: {', '.join(IO_TYPES)} "
                                            "(default uint8: raw 0-255 pixels in).")] = _D.io,
     calibration_samples: Annotated[int, typer.Option(
-        "--calibration-samples", help="Training-split images (balanced, seeded) to calibrate int8.")
+        "--calibration-samples", metavar="N", help="Training-split images (balanced, seeded) to calibrate int8.")
     ] = _D.calibration_samples,
     max_drop: Annotated[float, typer.Option(
-        "--max-drop", help="Largest test-accuracy drop, in percentage points, that passes the gate.")
+        "--max-drop", metavar="PP", help="Largest test-accuracy drop, in percentage points, that passes the gate.")
     ] = _D.max_drop,
     data_dir: Annotated[str | None, typer.Option(
-        "--data-dir", help="MNIST-format folder or mnist.npz. Default: $DIGITKIT_DATA, then the Keras cache.")
+        "--data-dir", metavar="DIR",
+        help="MNIST-format folder or mnist.npz. Default: $DIGITKIT_DATA, then the Keras cache.")
     ] = _D.data_dir,
     debug_layers: Annotated[bool, typer.Option(
         "--debug-layers", help="Per-layer int8 error report (printed, and FILE.layers.json).")
@@ -56,7 +59,7 @@ def convert_command(
     keep_rejected: Annotated[bool, typer.Option(
         "--keep-rejected", help="If the gate fails, keep the model as FILE.rejected.tflite.")
     ] = _D.keep_rejected,
-    threads: Annotated[int | None, typer.Option("--threads", help="Interpreter threads for verification.")
+    threads: Annotated[int | None, typer.Option("--threads", metavar="N", help="Interpreter threads for verification.")
                        ] = _D.threads,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
 ) -> None:

@@ -4,28 +4,23 @@ and hand the arrays to :func:`digitkit.converters.convert` (the converters never
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 from digitkit.converters.api import check_out, make_config
 from digitkit.converters.api import convert as convert_model
 from digitkit.converters.data import ConversionData, prepare
-from digitkit.converters.report import ConversionReport
+from digitkit.converters.report import ConversionReport, training_record
 from digitkit.converters.tflite import ConvertConfig
 from digitkit.toolkit.data import MnistData, load_mnist, split_validation
-from digitkit.toolkit.train import sidecar_for, training_negatives
+from digitkit.toolkit.train import training_negatives
+from digitkit.toolkit.twins import make_callable
 
 
-def training_record(model: str | os.PathLike[str]) -> dict[str, Any]:
-    """The settings ``digitkit train`` recorded beside a model (its JSON sidecar's "config"), or {} if none."""
-    path = sidecar_for(model)
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    config = data.get("config") if isinstance(data, dict) else None
+def training_settings(model: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings ``digitkit train`` recorded beside a model (its record's "config"), or {} if none."""
+    record = training_record(model) or {}
+    config = record.get("config")
     return config if isinstance(config, dict) else {}
 
 
@@ -56,7 +51,7 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
 
     Args:
         model: the float .keras model ((28, 28, 1) in, 10 probabilities out).
-        out: the .tflite to write; its sidecar ``.json`` goes beside it.
+        out: the .tflite to write (runtime metadata embedded); its record ``m.tflite.json`` goes beside it.
         config: the settings (``ConvertConfig()`` if None); keyword ``overrides`` replace fields.
         data: an already loaded dataset; else it is found from ``config.data_dir`` like ``digitkit train``.
 
@@ -69,5 +64,8 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
     if data is None:
         data = load_mnist(config.data_dir)
     cdata = conversion_data(data, config.calibration_samples, config.calibration_seed, config.val_fraction,
-                            record=training_record(model))
+                            record=training_settings(model))
     return convert_model(model, out, config, data=cdata)
+
+
+make_callable(__name__)  # digitkit.toolkit.convert(...) calls convert() (see digitkit.toolkit.twins)

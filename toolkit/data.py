@@ -5,10 +5,12 @@ Nothing here hard-codes 60 000 or 10 000: any dataset in MNIST's format (Fashion
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
 import struct
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,7 +206,10 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None, allow_download: b
         try:
             import keras  # lazily: the download is the last resort and needs the train extra
 
-            keras.datasets.mnist.load_data()
+            # Keras prints "Downloading data from ..." and its progress bar on stdout, which must carry only
+            # the promised output (JSON under --json): send them to stderr.
+            with contextlib.redirect_stdout(sys.stderr):
+                keras.datasets.mnist.load_data()
         except Exception as exc:  # offline, no keras, server refused: all mean the same to the user
             reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
             raise DataError(

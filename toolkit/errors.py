@@ -1,26 +1,12 @@
-"""The one exception base of the toolkit package, and the exit codes every verb uses."""
+"""The toolkit's exceptions; the base and exit codes are in digitkit.errors."""
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_SOME_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_GATE_FAILED = 3
+from digitkit.errors import DigitkitError
 
 
-class ToolkitError(Exception):
-    """A user-facing failure in training, data loading, evaluation or benchmarking.
-
-    The message is one line: what failed, the offending value, and how to fix it.
-    ``exit_code`` is what the CLI exits with (2: bad usage or unreadable input).
-    """
-
-    exit_code: int = EXIT_BAD_INPUT
-
-    def __init__(self, message: str, exit_code: int | None = None) -> None:
-        super().__init__(message)
-        if exit_code is not None:
-            self.exit_code = exit_code
+class ToolkitError(DigitkitError):
+    """A user-facing failure in training, data loading, evaluation or benchmarking (exit 2 unless given)."""
 
 
 class DataError(ToolkitError):

@@ -11,6 +11,7 @@ import numpy as np
 
 from digitkit.toolkit.data import load_mnist
 from digitkit.toolkit.errors import ToolkitError
+from digitkit.toolkit.twins import make_callable
 
 
 @dataclass(frozen=True)
@@ -91,3 +92,6 @@ def evaluate(model_path: str | os.PathLike[str], data_dir: str | None = None, li
     per_class = [float(cm[i, i] / totals[i]) if totals[i] else float("nan") for i in range(len(cm))]
     return EvalResult(str(path), path.suffix.lstrip("."), int(len(y)), float(np.mean(pred == y)), per_class,
                       cm.tolist(), data.source)
+
+
+make_callable(__name__)  # digitkit.toolkit.evaluate(...) calls evaluate() (see digitkit.toolkit.twins)

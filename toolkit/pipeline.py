@@ -13,78 +13,20 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from digitkit.runtime.fileio import atomic_write_json, remove_stale_temps
+from digitkit.toolkit import stages
 from digitkit.toolkit.errors import ToolkitError
-from digitkit.toolkit.train import TrainConfig
-
-STAGES = ("train", "convert", "verify", "bench", "classify", "report")
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Everything that decides a pipeline run; training and conversion defaults come from their configs."""
-
-    out: str = "runs/pipeline"
-    data_dir: str | None = None
-    arch: str = TrainConfig.arch
-    epochs: int = TrainConfig.epochs
-    seed: int = TrainConfig.seed
-    max_drop: float | None = None  # None: the converter's default gate
-    threads: tuple[int, ...] = (1,)
-    runs: int = 500  # bench: timed single-image calls per row
-    warmup: int = 50
-    samples: int = 8  # test digits the classify stage reads
-    force: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class StageEvent:
-    """What the pipeline tells a progress display: a stage started, progressed, finished or was reused."""
-
-    stage: str
-    state: str  # "start" | "progress" | "done" | "reused"
-    completed: float | None = None
-    total: float | None = None
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """One stage: whether it ran or was reused, how long it took, what it wrote, and its figures."""
-
-    name: str
-    status: str  # "ran" | "reused"
-    seconds: float
-    artefacts: tuple[str, ...]
-    summary: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "artefacts": list(self.artefacts)}
-
-
-@dataclass(frozen=True)
-class PipelineResult:
-    """The run: the stages, the headline figures (``summary``) and where the report is."""
-
-    out: str
-    report_path: str
-    seconds: float
-    gate_passed: bool
-    summary: dict[str, Any]
-    stages: tuple[StageResult, ...] = field(default=())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "stages": [s.to_dict() for s in self.stages]}
-
-
-Callback = Callable[[StageEvent], None]
+from digitkit.toolkit.pipeline_types import (
+    STAGES,
+    Callback,
+    PipelineConfig,
+    PipelineResult,
+    StageEvent,
+    StageResult,
+)
 
 
 def _fingerprint(stage: str, config: PipelineConfig) -> str:
@@ -114,6 +56,15 @@ def _finished(out: Path, stage: str, config: PipelineConfig) -> dict[str, Any] |
     return marker
 
 
+def _load(load: Callable[[dict[str, Any]], Any], summary: Any) -> Any:
+    """A stage's result rebuilt from its marker, or None when the marker is from an older digitkit (the stage
+    then runs again)."""
+    try:
+        return load(summary)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
 def plan(config: PipelineConfig) -> dict[str, str]:
     """Which stages a run with ``config`` would reuse and which it would run: {stage: "reuse" | "run"}."""
     out = Path(config.out)
@@ -124,7 +75,12 @@ def plan(config: PipelineConfig) -> dict[str, str]:
     return result
 
 
-def _check(config: PipelineConfig) -> Path:
+def check_config(config: PipelineConfig) -> Path:
+    """Validate ``config`` and prepare its output folder before any work; returns the folder.
+
+    Raises:
+        ToolkitError: unknown architecture, bad numbers, or an output that is not a writable folder.
+    """
     from digitkit.toolkit.models import ARCHITECTURES
 
     if config.arch not in ARCHITECTURES:
@@ -164,20 +120,22 @@ def pipeline(config: PipelineConfig | None = None, on_event: Callback | None = N
     Raises:
         ToolkitError / ConversionError / InferenceError: bad settings or unusable inputs.
     """
-    from digitkit.toolkit import stages
+
 
     config = PipelineConfig(**{**(config.to_dict() if config else {}), **overrides})
     config = PipelineConfig(**{**config.to_dict(), "threads": tuple(config.threads)})
-    out = _check(config)
+    out = check_config(config)
     emit = on_event or (lambda event: None)
     start = time.perf_counter()
     ctx = stages.Context(config=config, out=out, emit=emit)
     results: list[StageResult] = []
     dirty = config.force
     for name in STAGES:
+        attribute, load = stages.RESULTS[name]
         marker = None if dirty else _finished(out, name, config)
-        if marker is not None:
-            ctx.summaries[name] = marker["summary"]
+        value = _load(load, marker["summary"]) if marker is not None else None
+        if marker is not None and value is not None:
+            setattr(ctx, attribute, value)
             results.append(StageResult(name, "reused", float(marker.get("seconds", 0.0)),
                                        tuple(marker["artefacts"]), marker["summary"]))
             emit(StageEvent(name, "reused", message="reused"))
@@ -186,15 +144,18 @@ def pipeline(config: PipelineConfig | None = None, on_event: Callback | None = N
         marker_path(out, name).unlink(missing_ok=True)
         emit(StageEvent(name, "start"))
         t0 = time.perf_counter()
-        artefacts, summary = getattr(stages, f"run_{name}")(ctx)
+        artefacts, value = getattr(stages, f"run_{name}")(ctx)
         seconds = round(time.perf_counter() - t0, 2)
-        ctx.summaries[name] = summary
+        summary = json.loads(json.dumps(value.to_dict()))
+        # Later stages get the value as a reused run would rebuild it from this marker: a fresh run and a
+        # re-run then report the very same figures.
+        setattr(ctx, attribute, load(summary))
         atomic_write_json(marker_path(out, name), {"stage": name, "fingerprint": _fingerprint(name, config),
                                                    "seconds": seconds, "artefacts": list(artefacts),
                                                    "summary": summary})
         results.append(StageResult(name, "ran", seconds, tuple(artefacts), summary))
         emit(StageEvent(name, "done", message=f"{seconds:.0f} s"))
-    headline = stages.headline(ctx.summaries)
+    headline = stages.headline(ctx)
     return PipelineResult(out=str(out), report_path=str(out / "report.md"),
                           seconds=round(time.perf_counter() - start, 1),
                           gate_passed=bool(headline["gate_passed"]), summary=headline, stages=tuple(results))

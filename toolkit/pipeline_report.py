@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from digitkit.runtime.fileio import atomic_write_text, is_temp
+from digitkit.toolkit.pipeline_types import Classification, Conversions, PipelineConfig, Verification
 from digitkit.toolkit.report import markdown_table
-
-if TYPE_CHECKING:
-    from digitkit.toolkit.pipeline import PipelineConfig
+from digitkit.toolkit.train import TrainResult
 
 # The issue's bars: (key in headline["bars"], description, limit). Lower is better for all three.
 BARS = (
@@ -69,9 +68,9 @@ def _stage_rows(out: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def write_report(out: Path, config: PipelineConfig, s: dict[str, dict[str, Any]], h: dict[str, Any]) -> Path:
-    """Compose ``out/report.md`` from the stages' summaries; returns its path."""
-    train, conv, ver, cls = s["train"], s["convert"], s["verify"], s["classify"]
+def write_report(out: Path, config: PipelineConfig, train: TrainResult, conv: Conversions, ver: Verification,
+                 cls: Classification, h: dict[str, Any]) -> Path:
+    """Compose ``out/report.md`` from what the stages handed on and the headline ``h``; returns its path."""
     command = ["digitkit", "pipeline", "--out", str(out), "--arch", config.arch, "--epochs", str(config.epochs)]
     if config.data_dir:
         command += ["--data-dir", config.data_dir]
@@ -97,50 +96,50 @@ def write_report(out: Path, config: PipelineConfig, s: dict[str, dict[str, Any]]
         "## Training",
         "",
         markdown_table(("", "value"), [
-            ("architecture", f"{train['arch']}: {train['params']:,} parameters, {train['macs']:,} MACs"),
-            ("data", f"`{train['data_source']}` (sha256 {train['data_sha256'][:12]}…)"),
-            ("train / validation / test images", f"{train['train_size']} / {train['val_size']} / {train['test_size']}"),
-            ("epochs, seed", f"{train['epochs']}, {train['seed']}"),
-            ("validation / test accuracy", f"{_pct(train['val_accuracy'])} / {_pct(train['test_accuracy'])}"),
-            ("training time", f"{train['train_seconds']:.0f} s"),
+            ("architecture", f"{train.arch}: {train.params:,} parameters, {train.macs:,} MACs"),
+            ("data", f"`{train.data_source}` (sha256 {train.data_sha256[:12]}…)"),
+            ("train / validation / test images", f"{train.train_size} / {train.val_size} / {train.test_size}"),
+            ("epochs, seed", f"{train.epochs}, {train.seed}"),
+            ("validation / test accuracy", f"{_pct(train.val_accuracy)} / {_pct(train.test_accuracy)}"),
+            ("training time", f"{train.train_seconds:.0f} s"),
         ]),
         "",
         "## Conversion",
         "",
         markdown_table(("", "float32 .tflite", "int8 .tflite"), [
-            (key, *(str(fmt(conv[m])) for m in ("float32", "int8"))) for key, fmt in (
-                ("file", lambda c: f"`{c['path']}`"),
-                ("input / output", lambda c: f"{c['input_dtype']} / {c['output_dtype']}"),
-                ("size", lambda c: f"{c['size_bytes']:,} B ({c['compression_ratio']:.1%} of float32)"),
+            (key, *(str(fmt(getattr(conv, m), conv.path(m))) for m in ("float32", "int8"))) for key, fmt in (
+                ("file", lambda c, path: f"`{path}`"),
+                ("input / output", lambda c, _: f"{c.input_dtype} / {c.output_dtype}"),
+                ("size", lambda c, _: f"{c.size_bytes:,} B ({c.compression_ratio:.1%} of float32)"),
                 ("accuracy (float → converted)",
-                 lambda c: f"{_pct(c['float_accuracy'])} → {_pct(c['converted_accuracy'])}"),
-                ("drop / gate", lambda c: f"{c['drop_pp']:+.2f} pp / {'passed' if c['passed'] else 'FAILED'}"),
-                ("agreement with Keras", lambda c: _pct(c["agreement"])),
-                ("operators", lambda c: ", ".join(f"{k} {v}" for k, v in c["op_counts"].items())),
-                ("operators on float tensors", lambda c: str(c["float_ops"])),
-                ("calibration images", lambda c: str(c["calibration_samples"] or "-")),
+                 lambda c, _: f"{_pct(c.float_accuracy)} → {_pct(c.converted_accuracy)}"),
+                ("drop / gate", lambda c, _: f"{c.drop_pp:+.2f} pp / {'passed' if c.passed else 'FAILED'}"),
+                ("agreement with Keras", lambda c, _: _pct(c.agreement)),
+                ("operators", lambda c, _: ", ".join(f"{k} {v}" for k, v in c.op_counts.items())),
+                ("operators on float tensors", lambda c, _: str(c.float_ops)),
+                ("calibration images", lambda c, _: str(c.calibration_samples or "-")),
             )]),
         "",
         "## Verification (the files on disk, re-evaluated)",
         "",
-        f"int8 accuracy re-measured from `{conv['int8']['path']}`: {_pct(ver['models']['int8']['accuracy'])} "
-        f"({'matches' if ver['matches_conversion'] else 'DOES NOT match'} the converter's figure); drop "
-        f"{ver['drop_pp']:+.2f} pp vs the limit {ver['max_drop_pp']:g} pp: {'passed' if ver['passed'] else 'FAILED'}.",
+        f"int8 accuracy re-measured from `{conv.path('int8')}`: {_pct(ver.models['int8'].accuracy)} "
+        f"({'matches' if ver.matches_conversion else 'DOES NOT match'} the converter's figure); drop "
+        f"{ver.drop_pp:+.2f} pp vs the limit {ver.max_drop_pp:g} pp: {'passed' if ver.passed else 'FAILED'}.",
         "",
         markdown_table(("digit", "Keras float", "float32 .tflite", "int8 .tflite"), [
-            (str(d), *(_pct(ver["models"][m]["per_class_accuracy"][d]) for m in ("keras", "float32", "int8")))
+            (str(d), *(_pct(ver.models[m].per_class_accuracy[d]) for m in ("keras", "float32", "int8")))
             for d in range(10)]),
         "",
         (out / "bench" / "section.md").read_text(encoding="utf-8").rstrip(),
         "",
         "## Classifying test digits with the runtime",
         "",
-        f"`runtime.DigitClassifier` with `{conv['int8']['path']}` read {h['classified']} single test digits:",
+        f"`digitkit.runtime.DigitClassifier` with `{conv.path('int8')}` read {h['classified']} single test digits:",
         "",
         "![digits read](classify_digits.png)",
         "",
-        f"and read the line below, written as dark ink on light paper, as **{cls['strip']['read'] or '(nothing)'}** "
-        f"(written: {cls['strip']['truth']}):",
+        f"and read the line below, written as dark ink on light paper, as **{cls.strip_read or '(nothing)'}** "
+        f"(written: {cls.strip_truth}):",
         "",
         "![a line of digits](classify_strip.png)",
         "",

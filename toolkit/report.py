@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from digitkit.runtime.fileio import atomic_path, atomic_write_text
+from digitkit.toolkit.bench_types import BenchReport, BenchResult
 from digitkit.toolkit.evaluate import confusion_matrix
-
-if TYPE_CHECKING:
-    from digitkit.toolkit.bench import BenchReport, BenchResult
 
 COLUMNS = ("model", "mode", "backend", "threads", "size KB", "load ms", "accuracy", "agree", "p50 ms",
            "mean±std ms", "p90 ms", "p99 ms", "images/s", "peak RSS MB", "×size", "×p50", "×images/s")
@@ -41,18 +39,36 @@ def table_rows(report: BenchReport) -> list[tuple[str, ...]]:
     return rows
 
 
-def terminal_table(report: BenchReport) -> Any:
-    """A rich Table of the benchmark (the columns of ``TERMINAL_COLUMNS``)."""
+# When the terminal is narrow, columns go in this order (the last first); the JSON and report.md keep them all.
+_DROP_ORDER = ("×images/s", "×size", "agree", "p99 ms", "size KB", "images/s", "threads", "backend")
+
+
+def terminal_table(report: BenchReport, width: int = 160) -> Any:
+    """A rich Table of the benchmark that fits ``width`` columns: the columns of ``TERMINAL_COLUMNS``, less
+    those in ``_DROP_ORDER`` as needed; a long model name wraps instead of being cut (no ``99.6…``)."""
     from rich import box
     from rich.table import Table
 
-    keep = [COLUMNS.index(c) for c in TERMINAL_COLUMNS]
+    rows = table_rows(report)
+    columns = list(TERMINAL_COLUMNS)
+
+    def needed(cols: list[str]) -> int:  # each column's widest cell (the model name may wrap), +2 padding
+        return sum(2 + (min(12, max(len(col), *(len(r[COLUMNS.index(col)]) for r in rows))) if col == "model"
+                        else max(len(col), *(len(r[COLUMNS.index(col)]) for r in rows))) for col in cols)
+
+    for col in _DROP_ORDER:
+        if needed(columns) <= width:
+            break
+        columns.remove(col)
+    left_out = [c for c in TERMINAL_COLUMNS if c not in columns]
+    caption = f"left out at this width: {', '.join(left_out)} (all in --json and --report)" if left_out else None
     table = Table(title=f"{report.test_size} test images · ratios (×) vs {Path(report.reference).name}, same threads",
-                  box=box.SIMPLE_HEAD, padding=(0, 1))
-    for col in TERMINAL_COLUMNS:
-        table.add_column(col, justify="left" if col in ("model", "mode", "backend") else "right", no_wrap=True)
-    for row in table_rows(report):
-        table.add_row(*(row[i] for i in keep))
+                  box=box.SIMPLE_HEAD, padding=(0, 1), caption=caption)
+    for col in columns:
+        text = col in ("model", "mode", "backend")
+        table.add_column(col, justify="left" if text else "right", no_wrap=not text, overflow="fold")
+    for row in rows:
+        table.add_row(*(row[COLUMNS.index(c)] for c in columns))
     return table
 
 
@@ -131,17 +147,19 @@ def plot_latency(report: BenchReport, target: Path) -> Path:
 
 
 def plot_confusion(labels: np.ndarray, predictions: np.ndarray, title: str, target: Path) -> Path:
-    """The 10x10 confusion matrix with counts (rows: true, columns: predicted)."""
+    """The confusion matrix with counts (rows: true, columns: predicted; an 11th column, "none", counts the
+    digits a model with a "not a digit" output refused)."""
     plt = _pyplot()
-    cm = confusion_matrix(labels, predictions.astype(np.int64))
+    outputs = max(10, int(predictions.max(initial=0)) + 1)
+    cm = confusion_matrix(labels, predictions.astype(np.int64), classes=10, outputs=outputs)
     fig, ax = plt.subplots(figsize=(6, 5.5))
     ax.imshow(np.log1p(cm), cmap="Blues")
     for i in range(10):
-        for j in range(10):
+        for j in range(outputs):
             if cm[i, j]:
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
                         color="white" if i == j else ("crimson" if cm[i, j] else "black"))
-    ax.set_xticks(range(10))
+    ax.set_xticks(range(outputs), [*map(str, range(10)), "none"][:outputs])
     ax.set_yticks(range(10))
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")

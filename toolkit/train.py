@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from digitkit.runtime.fileio import atomic_path, atomic_write_json
+from digitkit.runtime.fileio import atomic_path, atomic_write_json, sidecar_path
 from digitkit.toolkit.data import load_mnist, split_validation
 from digitkit.toolkit.errors import ToolkitError
 from digitkit.toolkit.models import ARCHITECTURES, NUM_CLASSES, WITH_NOT_A_DIGIT, build_model, count_macs
 from digitkit.toolkit.negatives import HELD_OUT, NOT_A_DIGIT, Negatives, NegativesConfig, generate
+from digitkit.toolkit.twins import make_callable
 
 # Called after every epoch with (epoch, epochs, logs) so a CLI can draw a progress bar.
 EpochCallback = Callable[[int, int, dict[str, float]], None]
@@ -80,11 +81,17 @@ class TrainResult:
 
 
 def sidecar_for(model_path: str | os.PathLike[str]) -> Path:
-    """``float.keras`` -> ``float.json``."""
-    return Path(model_path).with_suffix(".json")
+    """``float.keras`` -> ``float.keras.json``: named after the whole file name, so the converter's
+    ``float.tflite.json`` (or any other tool's ``float.json``) can never overwrite it."""
+    return sidecar_path(model_path)
 
 
-def _check(config: TrainConfig) -> Path:
+def check_config(config: TrainConfig) -> Path:
+    """Validate ``config`` before any work (the CLI calls it before drawing progress); returns the output path.
+
+    Raises:
+        ToolkitError: unknown architecture, bad numbers, or an output that is not a writable ``.keras`` path.
+    """
     if config.arch not in ARCHITECTURES:
         raise ToolkitError(f"unknown architecture {config.arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
     if config.epochs < 1:
@@ -182,7 +189,7 @@ def train(config: TrainConfig | None = None, on_epoch: EpochCallback | None = No
         ToolkitError: bad settings, unwritable output, or unusable data (DataError).
     """
     config = TrainConfig(**{**(config.to_dict() if config else {}), **overrides})
-    out = _check(config)
+    out = check_config(config)
     data = load_mnist(config.data_dir)
     split = split_validation(data.x_train, data.y_train, config.val_fraction, config.seed)
 
@@ -255,3 +262,6 @@ def train(config: TrainConfig | None = None, on_epoch: EpochCallback | None = No
         inference.save(tmp)
     atomic_write_json(sidecar_for(out), result.to_dict())
     return result
+
+
+make_callable(__name__)  # digitkit.toolkit.train(...) calls train() (see digitkit.toolkit.twins)

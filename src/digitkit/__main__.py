@@ -1,6 +1,6 @@
 """``python -m digitkit`` is the ``digitkit`` command."""
 
-from digitkit.toolkit.cli import main
+from digitkit.cli import main
 
 if __name__ == "__main__":
     main()

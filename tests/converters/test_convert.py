@@ -15,7 +15,7 @@ from conftest import TINY_MAX_DROP
 from digitkit.converters import ConversionError, ConversionReport, ConvertConfig, GateFailed
 from digitkit.converters.data import balanced_sample
 from digitkit.converters.flatbuffer import FLOAT_TYPES, float_ops, read_io, read_ops
-from digitkit.runtime.interpreter import ModelMetadata, TFLiteModel, read_metadata
+from digitkit.runtime.interpreter import ModelMetadata, TFLiteModel, read_embedded
 from digitkit.toolkit.convert import conversion_data, convert
 
 # Each mode's size relative to the float32 .tflite: int8 stores 1-byte weights (the bar is 27 %).
@@ -107,19 +107,24 @@ def test_float_models_are_flagged_by_the_inspector(converted) -> None:
 
 def test_sidecar_schema_and_runtime_contract(converted, tiny_keras_model: Path) -> None:
     report, path = converted("int8")
-    side = json.loads(path.with_suffix(".json").read_text())
-    assert set(side) == {"runtime", "report", "provenance"}
+    import hashlib
+
+    side = json.loads(path.with_name(path.name + ".json").read_text())
+    assert set(side) == {"model_sha256", "runtime", "report", "provenance"}
+    assert side["model_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     # the tiny model has the "not a digit" output: its index and the threshold chosen on validation data
     nad = report.not_a_digit
-    assert side["runtime"] == {**ModelMetadata().to_dict(), "labels": [*map(str, range(10)), "not a digit"],
-                               "not_a_digit": 10, "reject_threshold": nad["threshold"]}
-    assert read_metadata(path).not_a_digit == 10 and read_metadata(path).reject_threshold == nad["threshold"]
+    want = ModelMetadata(labels=(*map(str, range(10)), "not a digit"), not_a_digit=10,
+                         reject_threshold=nad["threshold"])
+    assert side["runtime"] == want.to_dict()
+    embedded = read_embedded(path.read_bytes())
+    assert embedded is not None and ModelMetadata.from_dict(embedded["runtime"]) == want
+    assert embedded["conversion"] == {"mode": "int8", "io": "uint8"}
     assert nad["val_digits_kept"] >= nad["keep_target"] == 0.999 and 0 < nad["threshold"] < 1
     assert nad["val_digits"] >= 100 and nad["val_negatives"] >= 20
     assert side["report"] == json.loads(json.dumps(report.to_dict()))
+    assert side["report"]["size_bytes"] == path.stat().st_size  # the record's figures are this file's
     prov = side["provenance"]
-    import hashlib
-
     assert prov["source_sha256"] == hashlib.sha256(tiny_keras_model.read_bytes()).hexdigest()
     assert prov["calibration_samples"] == 500 and 1060 <= prov["train_split_size"] <= 1100  # 1200 less ~10 %
     assert prov["config"]["mode"] == "int8" and prov["config"]["io"] == "uint8"
@@ -155,8 +160,8 @@ def test_gate_compares_drop_to_max_drop(converted, tiny_keras_model: Path, synth
         convert(tiny_keras_model, tmp_path / "no.tflite", data_dir=str(synth_data_dir),
                 max_drop=report.drop_pp - 0.01)
     assert info.value.exit_code == 3 and info.value.report.passed is False
-    assert not (tmp_path / "no.tflite").exists() and not (tmp_path / "no.json").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.json", "ok.tflite"]  # no temp file left
+    assert not (tmp_path / "no.tflite").exists() and not (tmp_path / "no.tflite.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.tflite", "ok.tflite.json"]  # no temp file left
 
 
 def test_a_float_op_in_int8_mode_is_refused(monkeypatch, tiny_keras_model: Path, synth_data_dir: Path,
@@ -222,13 +227,13 @@ def test_balanced_sample() -> None:
 def test_conversion_holds_out_the_split_training_recorded(synth_data_dir: Path, tmp_path: Path) -> None:
     """`digitkit train --seed 3` splits with seed 3: calibration and the threshold's validation data must use
     that split too (not seed 0), and so must the non-digit tiles."""
-    from digitkit.toolkit.convert import training_record
+    from digitkit.toolkit.convert import training_settings
     from digitkit.toolkit.data import load_mnist, split_validation
 
     data = load_mnist(synth_data_dir)
-    side = tmp_path / "m.json"
+    side = tmp_path / "m.keras.json"
     side.write_text(json.dumps({"config": {"seed": 3, "val_fraction": 0.2, "not_a_digit": True}}))
-    record = training_record(tmp_path / "m.keras")
+    record = training_settings(tmp_path / "m.keras")
     assert record["seed"] == 3
     cdata = conversion_data(data, 100, record=record)
     split = split_validation(data.x_train, data.y_train, 0.2, seed=3)
@@ -236,7 +241,7 @@ def test_conversion_holds_out_the_split_training_recorded(synth_data_dir: Path, 
     assert np.array_equal(cdata.val_digits, split.x_val)
     assert cdata.val_negatives is not None and cdata.calibration_negatives is not None
     assert conversion_data(data, 100, record={"seed": 3, "not_a_digit": False}).val_negatives is None
-    assert training_record(tmp_path / "nothing.keras") == {}  # no record: seed 0, as before
+    assert training_settings(tmp_path / "nothing.keras") == {}  # no record: seed 0, as before
 
 
 def test_threshold_is_the_lowest_that_keeps_the_share_of_validation_digits() -> None:

@@ -12,7 +12,7 @@ import pytest
 from conftest import TINY_MAX_DROP
 from typer.testing import CliRunner
 
-from digitkit.toolkit.cli import app
+from digitkit.cli import app
 
 runner = CliRunner()
 
@@ -28,7 +28,7 @@ def test_convert_json_success(tiny_keras_model: Path, synth_data_dir: Path, tmp_
     report = json.loads(result.stdout)
     assert report["passed"] and report["mode"] == "int8" and report["float_ops"] == 0
     assert report["compression_ratio"] < 0.3 and 0 <= report["agreement"] <= 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.tflite"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "m.tflite.json"]
 
 
 def test_convert_table_and_debug_layers(tiny_keras_model: Path, synth_data_dir: Path, tmp_path: Path) -> None:
@@ -64,8 +64,8 @@ def test_keep_rejected_keeps_it_under_a_name_that_says_so(tiny_keras_model: Path
                  "--keep-rejected")
     assert result.exit_code == 3
     assert "kept as" in result.stderr and "m.rejected.tflite" in result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.rejected.json", "m.rejected.tflite"]
-    side = json.loads((tmp_path / "m.rejected.json").read_text())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.rejected.tflite", "m.rejected.tflite.json"]
+    side = json.loads((tmp_path / "m.rejected.tflite.json").read_text())
     assert side["report"]["passed"] is False and side["report"]["rejected_path"].endswith("m.rejected.tflite")
 
 

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from videos import synth_tiles, write_digit_video
 
 import digitkit.runtime.cli_camera as cli_camera
+from digitkit.cli import app
 from digitkit.runtime.camera import CameraConfig
 from digitkit.runtime.server import ViewerServer
-from digitkit.toolkit.cli import app
 
 runner = CliRunner()
 

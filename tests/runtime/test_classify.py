@@ -17,10 +17,10 @@ from synth import synth_digits
 from typer.testing import CliRunner
 
 import digitkit.runtime.classifier as classifier_mod
+from digitkit.cli import app
 from digitkit.runtime import DigitClassifier, InferenceError
 from digitkit.runtime.classifier import ClassifyConfig, ReadError, Reading, expand_paths
 from digitkit.runtime.preprocess import mnist_normalise
-from digitkit.toolkit.cli import app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from photos import make_photo, make_shapes_photo  # noqa: E402
@@ -164,8 +164,8 @@ def test_errors_are_values_and_the_run_goes_on(clf: DigitClassifier, tmp_path: P
 
 
 def test_missing_shipped_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(classifier_mod, "DEFAULT_MODEL", tmp_path / "nope.tflite")
-    with pytest.raises(InferenceError, match="make model"):
+    monkeypatch.setattr(classifier_mod, "MODELS_DIR", tmp_path)
+    with pytest.raises(InferenceError, match="the shipped 'fast' model .* is missing from this installation"):
         DigitClassifier(model_path=None)
     with pytest.raises(InferenceError, match="not found"):
         DigitClassifier(model_path=tmp_path / "other.tflite")
@@ -295,3 +295,18 @@ def test_the_models_not_a_digit_answer_rejects_a_candidate(tiny_nad_int8_tflite:
     assert reading.text == "37" and [d.confidence for d in reading.digits] == pytest.approx([0.2, 0.9])
     real = clf.model.predict_proba(np.stack([tile] * 2))
     assert real.shape == (2, 11) and np.allclose(real.sum(1), 1.0, atol=0.05)
+
+
+def test_shipped_models_are_chosen_by_short_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 tiny_int8_tflite: Path) -> None:
+    from digitkit.runtime import classifier as mod
+
+    assert mod.resolve_model(None) == mod.resolve_model("fast") == mod.DEFAULT_MODEL
+    assert mod.resolve_model("my.tflite") == Path("my.tflite")  # anything else is a path
+    monkeypatch.setattr(mod, "MODELS_DIR", tmp_path)
+    with pytest.raises(InferenceError, match="the shipped 'accurate' model .* is missing from this installation"):
+        mod.resolve_model("accurate")
+    (tmp_path / mod.SHIPPED_MODELS["accurate"]).write_bytes(tiny_int8_tflite.read_bytes())
+    assert DigitClassifier(model_path="accurate").model.path == tmp_path / mod.SHIPPED_MODELS["accurate"]
+    result = runner.invoke(app, ["classify", str(tmp_path / "nothing.png"), "--model", "accurate", "--json"])
+    assert result.exit_code == 1 and "nothing.png" in result.stdout  # the named model loaded; the file is missing

@@ -23,11 +23,11 @@ from synth import synth_digits
 from typer.testing import CliRunner
 
 import digitkit.runtime.images as images_mod
+from digitkit.cli import app
 from digitkit.runtime import DigitClassifier, InferenceError
 from digitkit.runtime.classifier import ClassifyConfig
 from digitkit.runtime.images import DEFAULT_MAX_PIXELS, read_header
 from digitkit.runtime.preprocess import mnist_normalise
-from digitkit.toolkit.cli import app
 
 runner = CliRunner()
 BIN = Path(sys.executable).parent

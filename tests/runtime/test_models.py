@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from digitkit.cli import app
 from digitkit.runtime import modelcheck
+from digitkit.runtime import probe as probe_mod
 from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.interpreter import TFLiteModel
-from digitkit.toolkit.cli import app
 
 runner = CliRunner()
 SHIPPED = Path(__file__).resolve().parents[2] / "runtime" / "models" / "digitkit_seed_int8.tflite"
@@ -221,7 +222,7 @@ def test_float_and_int8_models_just_work_in_every_verb(verb: str, name: str, mod
         assert json.loads(result.stdout)["path"] == str(digit_png)
 
 
-def test_logits_without_a_sidecar_become_probabilities(models: dict[str, Path], tmp_path: Path,
+def test_logits_without_embedded_metadata_become_probabilities(models: dict[str, Path], tmp_path: Path,
                                                        synth_test_arrays: tuple[np.ndarray, np.ndarray]) -> None:
     images = synth_test_arrays[0][:50]
     probs_model = TFLiteModel(models["float32"], threads=1)
@@ -230,11 +231,32 @@ def test_logits_without_a_sidecar_become_probabilities(models: dict[str, Path], 
     probs = logits_model.predict_proba(images)
     assert np.all(probs >= 0) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert np.allclose(probs, probs_model.predict_proba(images), atol=1e-4)  # softmax(logits) == the softmax head
-    # A sidecar that says "softmax" is believed (the runtime does not second-guess the converter's report).
-    copy = tmp_path / "logits.tflite"
-    shutil.copy(models["logits"], copy)
-    copy.with_suffix(".json").write_text('{"runtime": {"output": "softmax"}}')
-    assert TFLiteModel(copy).metadata.output == "softmax"
+    # Metadata embedded in the model that says "softmax" is believed (the runtime does not second-guess the
+    # converter); a file beside the model is not read at all.
+    from digitkit.converters.flatbuffer import embed_metadata
+    from digitkit.runtime.interpreter import METADATA_NAME, ModelMetadata, encode_metadata
+
+    beside = tmp_path / "beside.tflite"
+    shutil.copy(models["logits"], beside)
+    beside.with_suffix(".json").write_text('{"runtime": {"output": "softmax"}}')
+    beside.with_name(beside.name + ".json").write_text('{"runtime": {"output": "softmax"}}')
+    assert TFLiteModel(beside).metadata.output == "logits"
+    told = tmp_path / "told.tflite"
+    told.write_bytes(embed_metadata(models["logits"].read_bytes(), METADATA_NAME, encode_metadata(ModelMetadata())))
+    assert TFLiteModel(told).metadata.output == "softmax"
+
+
+def test_damaged_embedded_metadata_is_one_error_naming_the_file(models: dict[str, Path], tmp_path: Path) -> None:
+    from digitkit.converters.flatbuffer import embed_metadata
+    from digitkit.runtime.interpreter import METADATA_NAME
+
+    for i, payload in enumerate((b"{not json", b'{"runtime": 3}', b'{"runtime": {"input_size": "big"}}', b"\xff\xfe")):
+        bad = tmp_path / f"bad{i}.tflite"
+        bad.write_bytes(embed_metadata(models["int8"].read_bytes(), METADATA_NAME, payload))
+        result = runner.invoke(app, ["classify", str(bad), "--model", str(bad)])
+        assert result.exit_code == 2, (payload, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: the metadata embedded in the model is damaged")
 
 
 # ---- .keras that is really something else ------------------------------------------------------------------
@@ -314,15 +336,15 @@ def test_probe_turns_a_crash_and_a_hang_into_errors(monkeypatch: pytest.MonkeyPa
     data = models["float32"].read_bytes()
     module = "ai_edge_litert.interpreter"
     assert modelcheck.probe(data, module) == ""
-    monkeypatch.setattr(modelcheck, "_PROBE", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    monkeypatch.setattr(probe_mod, "_PROBE", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
     assert modelcheck.probe(data, module) == "the interpreter crashed on it (SIGSEGV)"
     monkeypatch.setattr(modelcheck, "_VERDICTS", {})
     with pytest.raises(InferenceError, match=r"float32.tflite: not a loadable TFLite model \(the interpreter "
                                              r"crashed on it \(SIGSEGV\)\)"):
         TFLiteModel(models["float32"])
-    monkeypatch.setattr(modelcheck, "_PROBE", "import time; time.sleep(30)")
+    monkeypatch.setattr(probe_mod, "_PROBE", "import time; time.sleep(30)")
     assert modelcheck.probe(data, module, timeout=0.5) == "loading it did not finish within 0.5 s"
-    monkeypatch.setattr(modelcheck, "_PROBE", "raise SystemExit(7)")
+    monkeypatch.setattr(probe_mod, "_PROBE", "raise SystemExit(7)")
     assert modelcheck.probe(data, module) == "the check exited with 7"
 
 
@@ -369,7 +391,7 @@ def test_the_probe_runs_every_batch_size_predict_proba_pads_to() -> None:
     """A fuzzed float model corrupted the heap only at batch 8; the probe must try each padded size."""
     import re
 
-    probed = {int(b) for b in re.search(r"for batch in \(([\d, ]+)\)", modelcheck._PROBE).group(1).split(",")}
+    probed = {int(b) for b in re.search(r"for batch in \(([\d, ]+)\)", probe_mod._PROBE).group(1).split(",")}
     default = TFLiteModel.predict_proba.__defaults__[0]
     padded = {min(1 << max(rows - 1, 0).bit_length(), max(default, rows)) for rows in range(1, default + 1)}
     assert padded <= probed, sorted(padded - probed)

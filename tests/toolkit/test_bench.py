@@ -10,8 +10,8 @@ import cv2
 import pytest
 from typer.testing import CliRunner
 
+from digitkit.cli import app
 from digitkit.toolkit.bench import BenchReport, bench, parse_int_list
-from digitkit.toolkit.cli import app
 from digitkit.toolkit.errors import ToolkitError
 from digitkit.toolkit.evaluate import evaluate
 from digitkit.toolkit.measure import tflite_mode
@@ -183,3 +183,72 @@ def test_cli_failures_exit_2_with_a_message(args: list[str], message: str, tiny_
     result = runner.invoke(app, ["bench", *[a.replace("{model}", str(tiny_int8_tflite)) for a in args]])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_each_row_reports_its_own_peak_memory(run: tuple[BenchReport, Path, Path]) -> None:
+    """A spawned child used to inherit the parent's high-water mark (~1.1 GB for every row); now each row's
+    peak is its own process's, so Keras (TensorFlow loaded) and the int8 LiteRT row differ by far."""
+    report, _, _ = run
+    keras_row = next(r for r in report.results if r.format == "keras")
+    int8_row = next(r for r in report.results if r.mode == "int8")
+    assert keras_row.peak_rss_mb > 2 * int8_row.peak_rss_mb, (keras_row.peak_rss_mb, int8_row.peak_rss_mb)
+    assert int8_row.peak_rss_mb < 250  # numpy + LiteRT + a 0.3 MB model, not a TensorFlow-sized parent
+    assert keras_row.model_rss_mb > 0 and all(r.peak_rss_mb > r.model_rss_mb >= 0 for r in report.results)
+
+
+def test_bench_from_a_script_without_a_main_guard(tmp_path: Path, tiny_int8_tflite: Path,
+                                                  synth_data_dir: Path) -> None:
+    """multiprocessing's spawn re-ran the caller's module in every child; the rows now run as
+    ``python -m digitkit.toolkit.measure``, so a plain script runs once."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "plain.py"
+    script.write_text("from digitkit.toolkit.bench import bench\n"
+                      "print('script body ran', flush=True)\n"
+                      f"r = bench([{str(tiny_int8_tflite)!r}], data_dir={str(synth_data_dir)!r}, runs=5, warmup=1, "
+                      "limit=50)\n"
+                      "print('rows', len(r.results))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("script body ran") == 1 and "rows 1" in done.stdout
+
+
+def test_evaluate_json_stays_json_when_the_data_is_downloaded(tmp_path: Path, tiny_int8_tflite: Path,
+                                                               synth_data_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Keras download prints "Downloading data from ..." on stdout; under --json it must go to stderr."""
+    import keras
+    import numpy as np
+
+    from digitkit.toolkit import data as data_module
+
+    cache = tmp_path / "keras" / "mnist.npz"
+    real = data_module.load_mnist(synth_data_dir)
+
+    def fake_download() -> None:
+        print("Downloading data from https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz")
+        cache.parent.mkdir(parents=True)
+        np.savez(cache, x_train=real.x_train, y_train=real.y_train, x_test=real.x_test, y_test=real.y_test)
+
+    monkeypatch.setattr(data_module, "KERAS_CACHE", cache)
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", fake_download)
+    monkeypatch.delenv("DIGITKIT_DATA", raising=False)
+    result = runner.invoke(app, ["evaluate", str(tiny_int8_tflite), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["test_size"] == len(real.y_test)  # the whole of stdout is one JSON object
+    assert "Downloading data from" in result.stderr
+
+
+def test_the_table_fits_80_columns_without_cutting_figures(run: tuple[BenchReport, Path, Path]) -> None:
+    from rich.console import Console
+
+    from digitkit.toolkit.report import table_rows, terminal_table
+
+    report, _, _ = run
+    console = Console(width=80, record=True)
+    console.print(terminal_table(report, 80))
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    for row in table_rows(report):  # every accuracy and p50 figure is printed whole
+        assert row[6] in text and row[8] in text

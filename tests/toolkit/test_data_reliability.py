@@ -11,7 +11,7 @@ import pytest
 from synth import write_idx_folder
 from typer.testing import CliRunner
 
-from digitkit.toolkit.cli import app
+from digitkit.cli import app
 
 runner = CliRunner()
 
