@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import collections
 import io
 import ipaddress
 import socket
@@ -32,6 +33,8 @@ REQUEST_DEADLINE_S = 10.0  # from a request's first read to its blank line
 MAX_CONNECTIONS = 64  # connection threads at once (the viewers' streams are among them)
 LISTEN_BACKLOG = 1024  # connections the kernel queues before accept (Linux caps it at net.core.somaxconn)
 REFUSE_TIMEOUT_S = 1.0  # how long a 408/431/403 answer may take to send
+BUSY_LINGER_S = 2.0  # a refused connection stays open (write side shut) this long, so its 503 is read, not reset
+MAX_LINGERING = 1024  # refused connections kept lingering at once; past it the oldest is closed
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 38\r\n"
          b"Retry-After: 1\r\nConnection: close\r\n\r\ntoo many connections; try again later\n")
 
@@ -127,18 +130,34 @@ class GuardedServer(ThreadingHTTPServer):
         self.max_connections = max_connections
         self._slots = threading.BoundedSemaphore(max_connections)
         self.refused = 0  # connections answered 503 because every slot was taken
+        # Refused sockets, closed BUSY_LINGER_S later: closing one at once, before the client's request has
+        # arrived (or over its unread bytes), resets the connection and the client never sees the 503.
+        self._lingering: collections.deque[tuple[float, socket.socket]] = collections.deque()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
             self.refused += 1
             _answer_busy(request)
-            self.shutdown_request(request)
+            self._lingering.append((time.monotonic() + BUSY_LINGER_S, request))
+            self._close_lingering(time.monotonic(), MAX_LINGERING)
             return
         try:
             super().process_request(request, client_address)  # starts the connection's thread
         except BaseException:
             self._slots.release()
             raise
+
+    def _close_lingering(self, now: float, keep: int) -> None:
+        while self._lingering and (self._lingering[0][0] <= now or len(self._lingering) > keep):
+            _, sock = self._lingering.popleft()
+            sock.close()
+
+    def service_actions(self) -> None:  # serve_forever calls it every loop (at least every 0.5 s)
+        self._close_lingering(time.monotonic(), MAX_LINGERING)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._close_lingering(float("inf"), 0)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
@@ -155,11 +174,11 @@ class GuardedServer(ThreadingHTTPServer):
 
 
 def _answer_busy(request: socket.socket) -> None:
-    """A 503 from the accepting thread: never blocks it (a client that does not read loses the answer)."""
+    """A 503 from the accepting thread, then the write side shut: never blocks it."""
     try:
         request.setblocking(False)
         request.send(_BUSY)
-        request.recv(65536)  # what the client sent so far: closing over unread bytes would reset, losing the 503
+        request.shutdown(socket.SHUT_WR)
     except OSError:
         pass
 
@@ -169,6 +188,9 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     server: GuardedServer
     protocol_version = "HTTP/1.1"
+    # The stdlib's default, HTTP/0.9, answers a malformed or version-less request with a bare body and no
+    # status line; every answer here has one.
+    default_request_version = "HTTP/1.1"
     write_timeout = 5.0  # a response the client accepts nothing of for this long is abandoned
 
     def setup(self) -> None:
@@ -216,6 +238,12 @@ class GuardedHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.head.end(self.write_timeout)
+        # "GET / HTTP/0.9" passes the stdlib's parser (which checked the digits), and would be answered without
+        # a status line.
+        if tuple(int(n) for n in self.request_version[5:].split(".")) < (1, 0):
+            self.request_version = "HTTP/1.1"
+            self._refuse(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "HTTP/0.9 is not supported; use HTTP/1.0 or 1.1")
+            return
         hosts = self.headers.get_all("Host") or []
         if len(hosts) > 1 or not host_allowed(hosts[0] if hosts else None, self.server.allowed_hosts):
             self._refuse(HTTPStatus.FORBIDDEN, f"Host {', '.join(hosts)!r} is not allowed: this live view answers "
