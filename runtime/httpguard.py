@@ -125,7 +125,6 @@ class GuardedServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
                  max_connections: int = MAX_CONNECTIONS, allowed_hosts: frozenset[str] = frozenset()) -> None:
-        super().__init__(address, handler)
         self.allowed_hosts = allowed_hosts
         self.max_connections = max_connections
         self._slots = threading.BoundedSemaphore(max_connections)
@@ -133,6 +132,7 @@ class GuardedServer(ThreadingHTTPServer):
         # Refused sockets, closed BUSY_LINGER_S later: closing one at once, before the client's request has
         # arrived (or over its unread bytes), resets the connection and the client never sees the 503.
         self._lingering: collections.deque[tuple[float, socket.socket]] = collections.deque()
+        super().__init__(address, handler)  # last: on a bind error it calls server_close()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
