@@ -184,6 +184,7 @@ class DigitClassifier:
             pending.append((item, segments, img if keep_images else None))
             n_tiles += len(segments)
             held += img.nbytes if keep_images and img is not None else 0
+            img = None  # only `pending` holds it: not alive beside the next image while that one is decoded
             # Also bounded in images and bytes: blank pages and bad files add no tiles, and must not pile up
             # (with their decoded images when keep_images) until a batch of tiles fills.
             if n_tiles >= self.config.batch_size or len(pending) >= self.config.batch_size or held >= HELD_IMAGE_BYTES:
