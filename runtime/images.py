@@ -104,19 +104,27 @@ def _opencv_with_alpha(data: bytes, color: bool) -> np.ndarray:
     return np.dstack([cv2.cvtColor(rgba, cv2.COLOR_RGBA2GRAY), rgba[..., 3]])
 
 
-# libjpeg, libpng and OpenCV print their warnings on the process's stderr (fd 2), not through Python. Around
-# each decode fd 2 points at a scratch file, read back afterwards: a JPEG warning becomes the file's error,
-# other warnings are passed on to the real stderr. One lock: the redirection is process-wide (another thread
-# writing to stderr in that window has its text passed on after the decode, not lost).
+# libjpeg prints its warnings ("Corrupt JPEG data: ...") on the process's stderr (fd 2), not through Python.
+# Around each JPEG decode fd 2 points at a scratch file, read back afterwards: a warning becomes the file's
+# error when it says the scan data is damaged (libjpeg then fills the rest with grey), other lines (an odd JFIF
+# revision, a thumbnail size) are passed on as before. The redirection is process-wide, so JPEG decodes take
+# turns (one lock; other formats decode in parallel as before); text another thread writes to stderr in that
+# window is passed on too, after the decode.
 _CAPTURE_LOCK = threading.Lock()
 _capture: Any = None
 _CAPTURE_MAX = 4096  # bytes of warnings kept; libjpeg can warn once per corrupt segment
+# libjpeg's warnings that mean pixels are missing or wrong (JWRN_HIT_MARKER, _JPEG_EOF, _HUFF_BAD_CODE,
+# _MUST_RESYNC, _ARITH_BAD_CODE, _NOT_SEQUENTIAL, _BOGUS_PROGRESSION); "bad ICC marker" only loses a profile.
+_JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file", "Invalid SOS parameters",
+                "Inconsistent progression sequence")
 
 
-def _imdecode(data: bytes, flags: int) -> tuple[np.ndarray | None, str]:
-    """``cv2.imdecode`` plus whatever the native decoders printed on stderr meanwhile."""
+def _imdecode(data: bytes, flags: int, capture: bool = True) -> tuple[np.ndarray | None, str]:
+    """``cv2.imdecode`` plus (when ``capture``) whatever the native decoders printed on stderr meanwhile."""
     global _capture
     buf = np.frombuffer(data, np.uint8)
+    if not capture:
+        return cv2.imdecode(buf, flags), ""
     with _CAPTURE_LOCK:
         try:
             if _capture is None:
@@ -169,15 +177,14 @@ def decode(data: bytes, color: bool = False, max_pixels: int = DEFAULT_MAX_PIXEL
         if header.alpha:
             return LoadedImage(_pillow_decode(data, color), pages)
     # A format only OpenCV knows gets no header check here: OpenCV's own limit (2^30 pixels) applies.
-    img, said = _imdecode(data, cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
     is_jpeg = header is not None and header.format == "JPEG"
-    if img is not None and is_jpeg and said.strip():
-        # e.g. "Corrupt JPEG data: premature end of data segment": libjpeg filled the rest with grey
-        first = said.strip().splitlines()[0].strip()
-        raise InferenceError(f"corrupt JPEG data (libjpeg: {first}); part of the picture is missing, so any "
+    img, said = _imdecode(data, cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE, capture=is_jpeg)
+    damage = [line.strip() for line in said.splitlines() if line.startswith(_JPEG_DAMAGE) and "ICC" not in line]
+    if not damage and said.strip():
+        os.write(2, said.encode())  # not damage: passed on, as it was before it was captured
+    if img is not None and damage:
+        raise InferenceError(f"corrupt JPEG data (libjpeg: {damage[0]}); part of the picture is missing, so any "
                              f"digits read from it could be wrong; {AGAIN}")
-    if said and not is_jpeg:
-        os.write(2, said.encode())  # not ours to judge: pass libpng's or OpenCV's notes on
     if img is None:
         if header is not None and header.format not in ("PNG", "JPEG"):  # TGA, ICO, PCX...: Pillow reads them
             return LoadedImage(_pillow_decode(data, color), pages)  # (or says what is wrong with the file)
