@@ -33,6 +33,8 @@ REQUEST_DEADLINE_S = 10.0  # from a request's first read to its blank line
 MAX_CONNECTIONS = 64  # connection threads at once (the viewers' streams are among them)
 LISTEN_BACKLOG = 1024  # connections the kernel queues before accept (Linux caps it at net.core.somaxconn)
 REFUSE_TIMEOUT_S = 1.0  # how long a 408/431/403 answer may take to send
+DRAIN_S = 1.0  # after a refusal, unread request bytes are read and dropped this long so the answer is not reset
+DRAIN_BYTES = 8 << 20
 BUSY_LINGER_S = 2.0  # a refused connection stays open (write side shut) this long, so its 503 is read, not reset
 MAX_LINGERING = 1024  # refused connections kept lingering at once; past it the oldest is closed
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 38\r\n"
@@ -215,8 +217,26 @@ class GuardedHandler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(body)
+            self.wfile.flush()
+            self._drain()
         except OSError:
             pass
+
+    def _drain(self) -> None:
+        """Shut our side, then read and drop what the client is still sending (briefly, into one small
+        buffer): closing over unread bytes makes the kernel reset the connection, and a reset can destroy
+        the answer before the client reads it (Apache's "lingering close")."""
+        self.connection.shutdown(socket.SHUT_WR)
+        end, got, buf = time.monotonic() + DRAIN_S, 0, bytearray(65536)
+        while got < DRAIN_BYTES and (left := end - time.monotonic()) > 0:
+            self.connection.settimeout(left)
+            try:
+                n = self.connection.recv_into(buf)
+            except TimeoutError:
+                return
+            if not n:
+                return
+            got += n
 
     def handle_one_request(self) -> None:
         self.head.begin(MAX_HEAD_BYTES, REQUEST_DEADLINE_S)

@@ -61,13 +61,20 @@ def served(request: pytest.FixtureRequest) -> Iterator[ViewerServer]:
 
 
 def _raw(srv: ViewerServer, data: bytes, timeout: float = 10.0) -> bytes:
-    """Send ``data``, half-close, and return everything the server answers before closing."""
+    """Send ``data``, half-close, and return everything the server answers before closing (a server that
+    stops reading may answer before all of ``data`` is sent)."""
+    chunks = []
     with socket.create_connection(("127.0.0.1", srv.port), timeout=timeout) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            pass
     return b"".join(chunks)
 
 
@@ -179,6 +186,9 @@ def test_a_drip_fed_request_is_cut_by_one_deadline_not_per_byte(served: ViewerSe
                 continue
             break
         elapsed = time.monotonic() - t0
+        s.settimeout(5)
+        while chunk := s.recv(4096):  # the rest of the answer, up to the server's close
+            answer += chunk
     assert _status(answer) == 408 and b"not complete within 1.5 s" in answer
     assert 1.4 < elapsed < 3.0, elapsed
 
