@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ class CameraConfig:
     width: int | None = None  # requested frame size; frames of another size are resized to it
     height: int | None = None
     serve: str | None = None  # "[HOST:]PORT" for the browser view; None = no server
+    allow_hosts: tuple[str, ...] = ()  # more names the browser view answers to (Host header), e.g. "mypi.local"
     show: bool = False  # an OpenCV window (needs a GUI build of OpenCV and a display)
     max_frames: int | None = None  # stop after this many processed frames
     roi: tuple[int, int, int, int] | None = None  # x, y, w, h: read only inside this region
@@ -110,7 +112,8 @@ def _percentile(values: list[float], q: float) -> float:
 def run_camera(config: CameraConfig | None = None, on_frame: Callable[[FrameReading], None] | None = None,
                reader: Reader | None = None, opener: Callable[[], Capture] | None = None,
                on_start: Callable[[str], None] | None = None,
-               stop: threading.Event | None = None) -> CameraSummary:
+               stop: threading.Event | None = None,
+               on_warning: Callable[[str], None] | None = None) -> CameraSummary:
     """Read digits from ``config.source`` until it ends, ``max_frames``, Ctrl-C/SIGTERM or the source is lost.
 
     Args:
@@ -120,6 +123,8 @@ def run_camera(config: CameraConfig | None = None, on_frame: Callable[[FrameRead
         opener: opens the source (tests inject fakes); None = :func:`digitkit.runtime.capture.open_capture`.
         on_start: called with the browser view's URL once the server listens.
         stop: set it (from any thread) to end the run as Ctrl-C would.
+        on_warning: called with a warning worth a line at start (the browser view reachable from other
+            machines); None = printed on stderr as ``warning: ...``.
 
     Returns:
         The :class:`CameraSummary`; ``stop_reason == "source lost"`` when a live source died for good.
@@ -140,7 +145,9 @@ def run_camera(config: CameraConfig | None = None, on_frame: Callable[[FrameRead
         from digitkit.runtime.server import ViewerServer, parse_address
 
         host, port = parse_address(cfg.serve)
-        server = ViewerServer(host, port, max_fps=cfg.stream_fps).start()  # port in use -> exit 2 here
+        server = ViewerServer(host, port, max_fps=cfg.stream_fps, allow_hosts=cfg.allow_hosts).start()  # in use: exit 2
+        if server.warning:
+            (on_warning or (lambda text: print(f"warning: {text}", file=sys.stderr, flush=True)))(server.warning)
     grabber: FrameGrabber | None = None
     processor = None
     latencies: list[float] = []

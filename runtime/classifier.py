@@ -10,7 +10,7 @@ One interpreter per classifier; digit tiles from many images are batched through
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,13 @@ import cv2
 import numpy as np
 
 from digitkit.runtime.errors import InferenceError
-from digitkit.runtime.fileio import is_temp
-from digitkit.runtime.images import DEFAULT_MAX_PIXELS, read_image
+from digitkit.runtime.images import DEFAULT_MAX_PIXELS, load_image, read_image
+from digitkit.runtime.inputs import IMAGE_SUFFIXES, ReadError, check_output_folder, expand_paths
 from digitkit.runtime.interpreter import TFLiteModel
 from digitkit.runtime.preprocess import as_mnist_tile, ink_map, stroke_width, to_gray
 from digitkit.runtime.segment import Segment, SegmentConfig, find_digits
 
+_REPORT = "please report it with the file if it is a genuine picture"
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 # The shipped models by short name (like Ultralytics' n/s/m): `--model fast` (the default) or `--model accurate`.
 SHIPPED_MODELS = {"fast": "digitkit_seed_int8.tflite", "accurate": "digitkit_accurate_int8.tflite"}
@@ -45,8 +46,14 @@ def resolve_model(model: str | os.PathLike[str] | None) -> Path:
         raise InferenceError(f"the shipped {name!r} model {path} is missing from this installation; "
                              "reinstall digitkit or pass --model FILE.tflite")
     return path
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm")
+
+
+__all__ = ["IMAGE_SUFFIXES", "ClassifyConfig", "Digit", "DigitClassifier", "ReadError", "Reading", "classify",
+           "expand_paths", "resolve_model"]
 DEFAULT_MIN_CONFIDENCE = 0.35  # see benchmarks/photos.py rejection and the README: measured, not guessed
+# Decoded images held for --save-annotated until their batch of tiles goes through the model: past this many
+# bytes the batch is cut short, so memory is one batch of tiles plus at most this (or one big picture).
+HELD_IMAGE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -86,73 +93,24 @@ class Digit:
 
 @dataclass(frozen=True)
 class Reading:
-    """What one image says: its digits left to right and their labels joined (``""`` when none)."""
+    """What one image says: its digits left to right and their labels joined (``""`` when none).
+
+    ``pages`` > 1: the file has more pages or frames (a multi-page TIFF, an animated GIF); page 1 was read.
+    """
 
     path: str
     text: str
     digits: tuple[Digit, ...]
+    pages: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "text": self.text, "digits": [d.to_dict() for d in self.digits]}
-
-
-@dataclass(frozen=True)
-class ReadError:
-    """An input that could not be read (missing, not an image, ...); the run goes on."""
-
-    path: str
-    error: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "error": self.error}
+        out = {"path": self.path, "text": self.text, "digits": [d.to_dict() for d in self.digits]}
+        if self.pages > 1:  # said only when it matters: the usual line keeps its three keys
+            out.update(page=1, pages=self.pages)
+        return out
 
 
 Source = str | os.PathLike[str] | np.ndarray
-
-
-def _images_under(folder: str) -> Iterator[str | ReadError]:
-    """Image files under ``folder`` in the order of their sorted full paths, listing one folder at a time
-    (a folder of a million files costs one listing, never a list of every path below it)."""
-    try:
-        with os.scandir(folder) as it:
-            # "sub/" sorts like the paths inside it would: "a.png" < "a/x.png", as in sorted(rglob(...)).
-            names = sorted(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name for e in it)
-    except OSError as exc:  # a subfolder we may not list: say so, go on with the rest
-        yield ReadError(folder, f"cannot list this folder: {exc.strerror or exc}")
-        return
-    for name in names:
-        if name.endswith("/"):
-            yield from _images_under(os.path.join(folder, name[:-1]))
-        elif (os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and not is_temp(name)  # a killed writer's leftover
-              and os.path.isfile(path := os.path.join(folder, name))):
-            yield path
-
-
-def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str | ReadError]:
-    """Files, folders (recursively: files with an image suffix, sorted) and glob patterns -> file paths,
-    lazily: memory does not grow with the number of files.
-
-    A path that does not exist, or a glob or folder that holds no image, becomes a :class:`ReadError`.
-    """
-    import glob
-
-    for raw in paths:
-        text = os.fspath(raw)
-        p = Path(text)
-        if p.is_dir():
-            found = False
-            for item in _images_under(str(p)):
-                found = found or isinstance(item, str)
-                yield item
-            if not found:
-                yield ReadError(text, f"no images ({', '.join(IMAGE_SUFFIXES[:5])}, ...) in folder")
-        elif p.exists():
-            yield text
-        elif glob.has_magic(text):
-            matches = sorted(f for f in glob.glob(text, recursive=True) if Path(f).is_file() and not is_temp(f))
-            yield from matches or [ReadError(text, "no file matches this pattern")]
-        else:
-            yield ReadError(text, "no such file or folder")
 
 
 class DigitClassifier:
@@ -215,7 +173,7 @@ class DigitClassifier:
         threshold = md.reject_threshold if md.reject_threshold is not None else 0.5
         return best, float(p[md.not_a_digit]) < threshold
 
-    def _reading(self, name: str, segments: list[Segment], probs: np.ndarray) -> Reading:
+    def _reading(self, name: str, pages: int, segments: list[Segment], probs: np.ndarray) -> Reading:
         digits = []
         for seg, p in zip(segments, probs, strict=True):
             label, kept = self.is_digit(p)
@@ -223,7 +181,7 @@ class DigitClassifier:
                     stroke_width(seg.tile) <= self.config.max_stroke:
                 digits.append(Digit(label=int(self.model.metadata.labels[label]), confidence=float(p[label]),
                                     box=seg.box))
-        return Reading(path=name, text="".join(str(d.label) for d in digits), digits=tuple(digits))
+        return Reading(path=name, text="".join(str(d.label) for d in digits), digits=tuple(digits), pages=pages)
 
     # --- the public API ---
 
@@ -249,32 +207,40 @@ class DigitClassifier:
         Yields:
             A :class:`Reading` or :class:`ReadError` per source (pairs when ``keep_images``), in order.
         """
-        pending: list[tuple[Reading | ReadError | str, list[Segment], np.ndarray | None]] = []
-        n_tiles = 0
+        pending: list[tuple[Reading | ReadError | tuple[str, int], list[Segment], np.ndarray | None]] = []
+        n_tiles = held = 0
         for i, src in enumerate(sources):
             item, segments, img = self._prepare(i, src, keep_images)
             pending.append((item, segments, img if keep_images else None))
             n_tiles += len(segments)
-            # Also bounded in images: blank pages and bad files add no tiles, and must not pile up (with
-            # their decoded images when keep_images) until a batch of tiles fills.
-            if n_tiles >= self.config.batch_size or len(pending) >= self.config.batch_size:
+            held += img.nbytes if keep_images and img is not None else 0
+            img = None  # only `pending` holds it: not alive beside the next image while that one is decoded
+            # Also bounded in images and bytes: blank pages and bad files add no tiles, and must not pile up
+            # (with their decoded images when keep_images) until a batch of tiles fills.
+            if n_tiles >= self.config.batch_size or len(pending) >= self.config.batch_size or held >= HELD_IMAGE_BYTES:
                 yield from self._flush(pending, keep_images)
-                pending, n_tiles = [], 0
+                pending, n_tiles, held = [], 0, 0
         yield from self._flush(pending, keep_images)
 
     def _prepare(self, i: int, src: Source | ReadError,
-                 keep_images: bool) -> tuple[str | ReadError, list[Segment], np.ndarray | None]:
-        """One source -> (its name, its digit candidates, its image), or (ReadError, [], None)."""
+                 keep_images: bool) -> tuple[tuple[str, int] | ReadError, list[Segment], np.ndarray | None]:
+        """One source -> ((its name, its page count), its digit candidates, its image), or (ReadError, [], None)."""
         if isinstance(src, ReadError):
             return src, [], None
         name = f"<array {i}>" if isinstance(src, np.ndarray) else os.fspath(src)
         try:
-            img = src if isinstance(src, np.ndarray) else read_image(src, keep_images, self.config.max_pixels)
-            return name, self.segment(img), img
+            if isinstance(src, np.ndarray):
+                img, pages = src, 1
+            else:
+                loaded = load_image(src, keep_images, self.config.max_pixels)
+                img, pages = loaded.image, loaded.pages
+            return (name, pages), self.segment(img), img
         except InferenceError as exc:
             return ReadError(name, str(exc).removeprefix(f"{name}: ")), [], None
-        except OSError as exc:  # a folder, a permission problem, a file gone since it was listed
+        except OSError as exc:  # a permission problem, a file gone since it was listed
             return ReadError(name, exc.strerror or str(exc)), [], None
+        except Exception as exc:  # noqa: BLE001 - a decoder's surprise is this file's error, never the batch's
+            return ReadError(name, f"could not read it ({type(exc).__name__}: {exc}); {_REPORT}"), [], None
 
     def _flush(self, pending: list[tuple[Any, list[Segment], np.ndarray | None]],
                keep_images: bool) -> Iterator[Any]:
@@ -283,7 +249,7 @@ class DigitClassifier:
                  else np.zeros((0, len(self.model.metadata.labels)), np.float32))
         at = 0
         for item, segs, img in pending:
-            result = item if isinstance(item, ReadError) else self._reading(item, segs, probs[at:at + len(segs)])
+            result = item if isinstance(item, ReadError) else self._reading(*item, segs, probs[at:at + len(segs)])
             at += len(segs)
             yield (result, img) if keep_images else result
 
@@ -300,29 +266,39 @@ def classify(paths: Iterable[str | os.PathLike[str]], config: ClassifyConfig | N
              annotate_dir: str | os.PathLike[str] | None = None) -> Iterator[Reading | ReadError]:
     """Read every image under ``paths`` (files, folders, globs); the library behind ``digitkit classify``.
 
+    What can fail for the whole run is checked here, before any image is read: the output folder (not an
+    input, nor inside one), the model, then the output folder again (created, and written to once).
+
     Args:
         paths: files, folders (recursive) and glob patterns.
         config: options (defaults: :class:`ClassifyConfig`).
-        annotate_dir: if set, write a copy of each image with boxes, labels and confidences there.
+        annotate_dir: if set, write a copy of each image with boxes, labels and confidences there, as soon
+            as its reading is known; existing files are never replaced (a taken name gets ``-2``, ``-3``...).
 
-    Yields:
-        A :class:`Reading` or :class:`ReadError` per input, in order.
+    Returns:
+        An iterator of a :class:`Reading` or :class:`ReadError` per input, in order.
 
     Raises:
-        InferenceError: the model cannot be loaded, or ``annotate_dir`` cannot be created.
+        InferenceError: the model cannot be loaded, or ``annotate_dir`` is an input folder (or inside one),
+        cannot be created or cannot be written to.
     """
+    inputs: Sequence[str] = [os.fspath(p) for p in paths]
+    if annotate_dir is not None:
+        check_output_folder(annotate_dir, inputs)
     clf = DigitClassifier(config=config)
-    sources = expand_paths(paths)
     if annotate_dir is None:
-        yield from clf.classify_many(sources)
-        return
+        return clf.classify_many(expand_paths(inputs))
     from digitkit.runtime.draw import AnnotationWriter
 
-    writer = AnnotationWriter(annotate_dir)
-    for result, img in clf.classify_many(sources, keep_images=True):
+    return _annotated(clf, inputs, AnnotationWriter(annotate_dir))
+
+
+def _annotated(clf: DigitClassifier, inputs: Sequence[str], writer: Any) -> Iterator[Reading | ReadError]:
+    for result, img in clf.classify_many(expand_paths(inputs), keep_images=True):
         if isinstance(result, Reading) and img is not None:
             try:
                 writer.write(result, img)
             except OSError as exc:
                 result = ReadError(result.path, f"could not write the annotated copy: {exc.strerror or exc}")
+        del img  # drawn on in place: let it go before the next one is decoded
         yield result

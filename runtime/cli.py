@@ -33,7 +33,8 @@ def classify(
     threads: Annotated[int | None, typer.Option("--threads", metavar="N", min=1, help="Interpreter threads.")] = None,
     save_annotated: Annotated[Path | None, typer.Option(
         "--save-annotated", metavar="DIR",
-        help="Write copies of the images with boxes, labels and confidences to this folder.",
+        help="Write copies of the images with boxes, labels and confidences to this folder "
+        "(not an input folder, nor inside one). Existing files are never replaced: a taken name gets -2, -3, ...",
         file_okay=False)] = None,
     backend: Annotated[str | None, typer.Option(
         "--backend", metavar="NAME", help="litert or tflite-runtime (default: the first installed).")] = None,
@@ -62,6 +63,15 @@ def classify(
         raise typer.Exit(ExitCode.SOME_FAILED)
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters, newlines and undecodable bytes written as escapes (``\\x1b``,
+    ``\\n``, ``\\udcff``): a file name cannot move the cursor, recolour the terminal or forge a row."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for ch in text)
+
+
 _HEAD_ROWS = 256  # rows looked at to size the file column; the rest stream through with that width
 
 
@@ -74,20 +84,22 @@ def _table(results: Iterable[Reading | ReadError]) -> int:
     console = Console(highlight=False, soft_wrap=True)
     it = iter(results)
     head = list(itertools.islice(it, _HEAD_ROWS))
-    width = max([len("file"), *(len(r.path) for r in head)])
+    width = max([len("file"), *(len(printable(r.path)) for r in head)])
     console.print(f"[bold]{'file':<{width}}  {'reading':>8}  confidences[/bold]")
     failed = images = digits = 0
     for r in itertools.chain(head, it):
         images += 1
-        path = escape(r.path) + " " * max(0, width - len(r.path))
+        shown = printable(r.path)
+        path = escape(shown) + " " * max(0, width - len(shown))  # escape(): "[red]" in a name is not markup
         if isinstance(r, Reading):
             digits += len(r.digits)
             conf = " ".join(f"{d.confidence:.2f}" for d in r.digits)
             text = f"{r.text:>8}" if r.text else " [dim]no digits[/dim]"  # "no digits" is 9 wide, right-aligned
-            console.print(f"{path}  {text}  {conf}")
+            pages = f"  [dim](page 1 of {r.pages} read)[/dim]" if r.pages > 1 else ""
+            console.print(f"{path}  {text}  {conf}{pages}")
         else:
             failed += 1
-            console.print(f"{path}     [red]error  {escape(r.error)}[/red]")
+            console.print(f"{path}     [red]error  {escape(printable(r.error))}[/red]")
     plural = lambda n, word: f"{n} {word}{'s' * (n != 1)}"  # noqa: E731
     console.print(f"{plural(images, 'file')}: {images - failed} read ({plural(digits, 'digit')}), {failed} failed")
     return failed

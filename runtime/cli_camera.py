@@ -31,6 +31,11 @@ def camera(
         help="Browser view on http://HOST:PORT/ (HOST defaults to 127.0.0.1: name 0.0.0.0 to be reachable "
              "from other machines).",
     )] = None,
+    allow_host: Annotated[list[str] | None, typer.Option(
+        "--allow-host", metavar="NAME",
+        help="A host name the browser view may be reached by besides its address, IP addresses and localhost "
+             "(e.g. mypi.local); repeatable. Other Host headers get 403 (DNS rebinding).",
+    )] = None,
     show: Annotated[bool, typer.Option("--show", help="OpenCV window (needs opencv-python, not -headless).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line per processed frame on stdout.")] = False,
     max_frames: Annotated[int | None, typer.Option("--max-frames", metavar="N", min=1,
@@ -49,8 +54,8 @@ def camera(
     Exit codes: 0 ok · 1 the source stopped and reconnecting failed · 2 bad option, source, model or port.
     """
     config = CameraConfig(source=source, model=model, width=width, height=height,
-                          serve=serve, show=show, max_frames=max_frames, roi=parse_roi(roi), threads=threads,
-                          smooth=smooth)
+                          serve=serve, allow_hosts=tuple(allow_host or ()), show=show, max_frames=max_frames,
+                          roi=parse_roi(roi), threads=threads, smooth=smooth)
     info = sys.stderr if json_out else sys.stdout
 
     def print_reading(reading: FrameReading) -> None:

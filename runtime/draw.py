@@ -1,4 +1,9 @@
-"""``--save-annotated``: copies of the images with each digit's box, label and confidence drawn on."""
+"""``--save-annotated``: copies of the images with each digit's box, label and confidence drawn on.
+
+A copy never replaces an existing file: another run's copies (or anything else in the folder) keep their
+names and the new copy takes the next free one, ``a-2.png``, ``a-3.png``... The name is claimed atomically
+(see :func:`digitkit.runtime.fileio.write_new`), so two runs writing into one folder at once lose nothing.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,21 @@ import cv2
 import numpy as np
 
 from digitkit.runtime.errors import InferenceError
-from digitkit.runtime.fileio import atomic_path
+from digitkit.runtime.fileio import remove_stale_temps, temp_beside, write_new
 
 _GREEN = (40, 180, 40)
 _WRITABLE = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-def annotate(image: np.ndarray, reading: object) -> np.ndarray:
-    """A BGR copy of ``image`` with the reading's digits boxed and labelled ``label confidence``."""
-    out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image[:, :, :3].copy()
+def annotate(image: np.ndarray, reading: object, in_place: bool = False) -> np.ndarray:
+    """A BGR copy of ``image`` with the reading's digits boxed and labelled ``label confidence``.
+
+    ``in_place``: draw on ``image`` itself when it is BGR (no second copy of a big picture in memory).
+    """
+    if image.ndim == 2:
+        out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    else:
+        out = image if in_place and image.shape[2] == 3 and image.flags.writeable else image[:, :, :3].copy()
     scale = max(1, round(max(out.shape[:2]) / 500))
     if max(out.shape[:2]) < 100:  # a 28x28 tile: draw on a bigger copy so the text is legible
         f = 100 // max(out.shape[:2]) + 1
@@ -34,32 +45,36 @@ def annotate(image: np.ndarray, reading: object) -> np.ndarray:
 
 
 class AnnotationWriter:
-    """Writes annotated copies into one folder (atomically), keeping file names unique within a run."""
+    """Writes annotated copies into one folder, atomically and without replacing any file already there.
+
+    Raises:
+        InferenceError: (exit 2, at construction) the folder cannot be created or written to.
+    """
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.folder)  # what runs killed mid-write left behind
+            temp_beside(self.folder / "write-test").unlink()  # once, up front: not once per image
         except OSError as exc:
-            raise InferenceError(f"cannot create --save-annotated folder {self.folder}: "
-                                 f"{exc.strerror or exc}") from None
-        self._used: set[str] = set()
+            raise InferenceError(f"cannot write to the --save-annotated folder {self.folder}: "
+                                 f"{exc.strerror or exc}; choose a folder you can write to") from None
+        self._next: dict[str, int] = {}  # file name -> the next number to try (no rescans of -2, -3...)
 
-    def target(self, source: str) -> Path:
+    def write(self, reading: object, image: np.ndarray) -> Path:
+        """Draw ``reading`` on ``image`` (in place) and save it under the first free name; return that path."""
+        source: str = reading.path  # type: ignore[attr-defined]
         src = Path(source)
         stem = src.stem if not source.startswith("<") else "array"
         suffix = src.suffix.lower() if src.suffix.lower() in _WRITABLE else ".png"
-        name, n = f"{stem}{suffix}", 1
-        while name in self._used:
-            n += 1
-            name = f"{stem}-{n}{suffix}"
-        self._used.add(name)
-        return self.folder / name
+        drawn = annotate(image, reading, in_place=True)
 
-    def write(self, reading: object, image: np.ndarray) -> Path:
-        """Draw ``reading`` on ``image`` and save it; return the written path."""
-        target = self.target(reading.path)  # type: ignore[attr-defined]
-        with atomic_path(target) as tmp:
-            if not cv2.imwrite(str(tmp), annotate(image, reading)):
-                raise OSError(f"OpenCV could not encode {target.suffix}")
-        return target
+        def encode(tmp: Path) -> None:
+            if not cv2.imwrite(str(tmp), drawn):
+                raise OSError(f"OpenCV could not encode {suffix}")
+
+        key = stem + suffix
+        path, n = write_new(self.folder, stem, suffix, encode, first=self._next.get(key, 1))
+        self._next[key] = n + 1
+        return path

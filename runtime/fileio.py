@@ -9,11 +9,12 @@ toolkit -> converters -> runtime).
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,57 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
                 os.fsync(fh.fileno())
         os.replace(tmp, target)
         fsync_dir(target.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _claim(tmp: Path, target: Path) -> bool:
+    """Put the finished ``tmp`` at ``target`` unless something is already there; False if it is."""
+    try:
+        os.link(tmp, target)  # atomic, and fails if the name exists: no window where a file is replaced
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise
+    # A filesystem without hard links (FAT, some network mounts): reserve the name, then rename onto it.
+    try:
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except FileExistsError:
+        return False
+    os.replace(tmp, target)
+    return True
+
+
+def write_new(folder: str | os.PathLike[str], stem: str, suffix: str, write: Callable[[Path], None],
+              first: int = 1) -> tuple[Path, int]:
+    """Write a new file in ``folder`` without ever replacing one: ``STEM.SUFFIX`` if that name is free, else
+    ``STEM-2.SUFFIX``, ``STEM-3.SUFFIX``... (from ``first``).
+
+    ``write(tmp)`` fills a temp file in the folder; it is fsynced, then claimed under the first free name
+    atomically, so two writers racing for a name each get their own.
+
+    Returns:
+        The path written and the number its name took (1 = no suffix number).
+
+    Raises:
+        OSError: the folder is missing or not writable, or ``write`` failed (nothing is left behind).
+    """
+    folder = Path(folder)
+    tmp = temp_beside(folder / f"{stem}{suffix}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        n = max(1, first)
+        while True:
+            target = folder / (f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
+            if _claim(tmp, target):
+                fsync_dir(folder)
+                return target, n
+            n += 1
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -1,21 +1,28 @@
 """Image files -> uint8 arrays, refusing what would hurt before a pixel is decoded.
 
-The header comes first: PNG and JPEG are parsed here (a chunk or marker walk, about a microsecond for a
-28x28 PNG), other formats by Pillow, which reads their headers without decoding. Empty files, non-images,
-truncated PNGs and pictures whose header claims more than ``max_pixels`` are refused from the header alone.
+The header comes first (:mod:`digitkit.runtime.headers`): empty files, non-images, truncated PNGs,
+unsupported pixel formats and pictures whose header claims more than ``max_pixels`` are refused from it.
 OpenCV then decodes (2-5x faster than Pillow) and honours EXIF orientation. Pictures with transparency go
 through Pillow instead: OpenCV drops the alpha channel when it converts to gray (a transparent background
 stored as black would read as ink), and keeps it only with IMREAD_UNCHANGED, which ignores EXIF orientation.
 So do formats Pillow knows and OpenCV does not (TGA, ICO, PCX, ...).
 
 Pillow is imported only on those paths, so the common PNG/JPEG path and the start-up time do not pay for it.
+
+Before any of that, :func:`load_image` opens only regular files (a FIFO or a device named ``x.png`` would
+block or never end) and refuses a file larger than any picture of ``max_pixels`` could be, by its size.
+libjpeg reports corrupt scan data only as a warning on stderr (the picture is then part grey, and reads
+as other digits): that warning is caught and the file refused. Float TIFFs (no meaning as ink on paper)
+are refused; a multi-page file is read at its first page and says so.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import struct
+import stat
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,131 +30,20 @@ import cv2
 import numpy as np
 
 from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.headers import (  # noqa: F401  (DEFAULT_MAX_PIXELS, FORMATS_HINT: re-exported)
+    AGAIN,
+    DEFAULT_MAX_PIXELS,
+    FORMATS_HINT,
+    ImageHeader,
+    check_pixels,
+    pillow_open,
+    read_header,
+)
 
-# Pillow's own MAX_IMAGE_PIXELS (a quarter GiB of 24-bit pixels): a 48 MP phone photo passes, a
-# decompression bomb does not. Our check replaces Pillow's, which would speak only above twice this.
-DEFAULT_MAX_PIXELS = 89_478_485
-FORMATS_HINT = "PNG, JPEG, BMP, WebP or TIFF"
-_AGAIN = "copy or export it again"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# JPEG start-of-frame markers (C0-CF, except DHT C4, JPG C8 and DAC CC, which share the range).
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-@dataclass(frozen=True)
-class ImageHeader:
-    """What a file's header says, read without decoding pixels."""
-
-    format: str  # "PNG", "JPEG", or Pillow's format name
-    width: int
-    height: int
-    alpha: bool  # has or may have transparent pixels (an alpha channel, a tRNS chunk, a transparent colour)
-
-    @property
-    def pixels(self) -> int:
-        return self.width * self.height
-
-
-def _png_header(data: bytes) -> ImageHeader:
-    """Walk the chunks to IEND: the size and transparency, and a truncated file is caught here (OpenCV
-    only says "no image")."""
-    if len(data) < 33 or data[12:16] != b"IHDR":
-        raise InferenceError(f"truncated PNG: only {len(data)} bytes, the header is incomplete; {_AGAIN}")
-    width, height, _depth, colour_type = struct.unpack_from(">IIBB", data, 16)
-    alpha = colour_type in (4, 6)  # gray + alpha, RGBA
-    pos, end = 8, len(data)
-    while True:
-        if pos + 12 > end:
-            raise InferenceError(f"truncated PNG: the file stops after {end} bytes, before its end chunk; {_AGAIN}")
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        if pos + 12 + length > end:
-            raise InferenceError(f"truncated PNG: the file stops after {end} bytes, inside its "
-                                 f"{kind.decode('latin-1')} chunk of {length} bytes; {_AGAIN}")
-        if kind == b"IEND":
-            return ImageHeader("PNG", width, height, alpha)
-        alpha = alpha or kind == b"tRNS"  # a transparent palette entry or colour key
-        pos += 12 + length
-
-
-def _jpeg_header(data: bytes) -> ImageHeader:
-    """Walk the markers to the frame header. Truncated scan data is caught after decoding: OpenCV's
-    in-memory decoder refuses it (cv2.imread from a path would grey-fill the rest instead)."""
-    pos, end = 2, len(data)
-    while pos + 4 <= end:
-        if data[pos] != 0xFF:
-            break
-        marker = data[pos + 1]
-        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD7:  # fill byte, markers with no length
-            pos += 1 if marker == 0xFF else 2
-            continue
-        if marker in (0xD9, 0xDA):  # end of image or scan data before any frame header
-            break
-        (length,) = struct.unpack_from(">H", data, pos + 2)
-        if marker in _JPEG_SOF:
-            if pos + 9 > end:
-                break
-            height, width = struct.unpack_from(">HH", data, pos + 5)
-            return ImageHeader("JPEG", width, height, False)
-        pos += 2 + length
-    if pos + 4 > end:
-        raise InferenceError(f"truncated JPEG: the file stops after {end} bytes, before its frame header; {_AGAIN}")
-    raise InferenceError(f"corrupt JPEG: no frame header (byte {pos} is not a marker); {_AGAIN}")
-
-
-def _pillow_open(data: bytes) -> Any:
-    """Pillow's lazy open (header only, no pixels decoded), or None if no Pillow plugin knows the format.
-
-    ``Image.open`` refuses anything above twice its own MAX_IMAGE_PIXELS before saying the size, so a
-    ``max_pixels`` set higher could never be honoured: the plugin registry is walked the way
-    ``Image.open`` walks it, minus that check (``max_pixels`` is checked right after, always).
-    """
-    from PIL import Image
-
-    Image.init()
-    prefix = data[:16]
-    for fmt in Image.ID:
-        factory, accept = Image.OPEN[fmt]
-        ok = accept(prefix) if accept else True
-        if not ok or isinstance(ok, str):  # a str is Pillow's "looks like it, but unsupported" note
-            continue
-        try:
-            return factory(io.BytesIO(data), "")
-        except (SyntaxError, IndexError, TypeError, ValueError, struct.error, OSError):
-            continue
-    return None
-
-
-def _has_alpha(im: Any) -> bool:
-    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-
-
-def read_header(data: bytes) -> ImageHeader | None:
-    """The format, size and transparency of an encoded image, without decoding it.
-
-    Returns:
-        The header, or None when neither this module nor Pillow knows the format (OpenCV may still).
-
-    Raises:
-        InferenceError: an empty file, or a PNG/JPEG whose header or chunks are cut short.
-    """
-    if not data:
-        raise InferenceError(f"empty file (0 bytes): nothing to read; {_AGAIN}")
-    if data.startswith(_PNG_SIGNATURE):
-        return _png_header(data)
-    if data.startswith(b"\xff\xd8\xff"):
-        return _jpeg_header(data)
-    im = _pillow_open(data)
-    if im is None:
-        return None
-    return ImageHeader(im.format or "?", im.width, im.height, _has_alpha(im))
-
-
-def check_pixels(header: ImageHeader, max_pixels: int) -> None:
-    """Refuse a picture whose header claims more than ``max_pixels`` (before decoding it)."""
-    if header.pixels > max_pixels:
-        raise InferenceError(f"header says {header.width}x{header.height} = {header.pixels / 1e6:.1f} MP, above the "
-                             f"--max-pixels limit of {max_pixels / 1e6:.1f} MP; not decoded (raise --max-pixels "
-                             "if the picture is genuine)")
+# The largest file a picture of N pixels can honestly be: 8 bytes a pixel (16-bit RGBA, uncompressed) plus
+# one PNG filter byte per row (a 1-pixel-wide picture: one per pixel), plus room for metadata (EXIF, ICC).
+_BYTES_PER_PIXEL = 9
+_METADATA_BYTES = 64 << 20
 
 
 def _paper_for(gray: np.ndarray, alpha: np.ndarray) -> int:
@@ -173,12 +69,15 @@ def _pillow_decode(data: bytes, color: bool) -> np.ndarray:
     """
     from PIL import ImageOps
 
-    im = _pillow_open(data)
-    try:
-        im = ImageOps.exif_transpose(im)  # OpenCV honours EXIF orientation on the opaque path: so must this one
-        px = np.asarray(im.convert("RGBA" if color else "LA"))  # same luma weights as OpenCV's gray
-    except (OSError, ValueError, SyntaxError) as exc:  # e.g. "image file is truncated"
-        raise InferenceError(f"corrupt {im.format} data ({exc}); {_AGAIN}") from None
+    im = pillow_open(data)
+    if im is None:  # Pillow refuses some files OpenCV reads (a bad CRC in a text chunk, a zTXt over 1 MB)
+        px = _opencv_with_alpha(data, color)
+    else:
+        try:
+            im = ImageOps.exif_transpose(im)  # OpenCV honours EXIF orientation on the opaque path: so must this one
+            px = np.asarray(im.convert("RGBA" if color else "LA"))  # same luma weights as OpenCV's gray
+        except (OSError, ValueError, SyntaxError) as exc:  # e.g. "image file is truncated"
+            raise InferenceError(f"corrupt {im.format} data ({exc}); {AGAIN}") from None
     alpha = px[..., -1]
     paper = _paper_for(cv2.cvtColor(px, cv2.COLOR_RGBA2GRAY) if color else px[..., 0], alpha)
     a = alpha.astype(np.uint16)[..., None]
@@ -187,44 +86,161 @@ def _pillow_decode(data: bytes, color: bool) -> np.ndarray:
     return np.ascontiguousarray(flat.astype(np.uint8) if color else flat[..., 0].astype(np.uint8))
 
 
+def _opencv_with_alpha(data: bytes, color: bool) -> np.ndarray:
+    """RGBA (or gray + alpha) pixels decoded by OpenCV, for the transparent files Pillow refuses."""
+    img, _ = _imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InferenceError(f"corrupt image data: neither Pillow nor OpenCV can decode it; {AGAIN}")
+    if img.dtype != np.uint8:  # 16-bit: keep the high byte
+        img = (img >> 8).astype(np.uint8)
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.shape[2] in (1, 3):  # no alpha after all: opaque
+        bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.shape[2] == 1 else img
+        img = np.dstack([bgr, np.full(bgr.shape[:2], 255, np.uint8)])
+    rgba = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    if color:
+        return rgba
+    return np.dstack([cv2.cvtColor(rgba, cv2.COLOR_RGBA2GRAY), rgba[..., 3]])
+
+
+# libjpeg prints its warnings ("Corrupt JPEG data: ...") on the process's stderr (fd 2), not through Python.
+# Around each JPEG decode fd 2 points at a scratch file, read back afterwards: a warning becomes the file's
+# error when it says the scan data is damaged (libjpeg then fills the rest with grey), other lines (an odd JFIF
+# revision, a thumbnail size) are passed on as before. The redirection is process-wide, so JPEG decodes take
+# turns (one lock; other formats decode in parallel as before); text another thread writes to stderr in that
+# window is passed on too, after the decode.
+_CAPTURE_LOCK = threading.Lock()
+_capture: Any = None
+_CAPTURE_MAX = 4096  # bytes of warnings kept; libjpeg can warn once per corrupt segment
+# libjpeg's warnings that mean pixels are missing or wrong (JWRN_HIT_MARKER, _JPEG_EOF, _HUFF_BAD_CODE,
+# _MUST_RESYNC, _ARITH_BAD_CODE, _NOT_SEQUENTIAL, _BOGUS_PROGRESSION); "bad ICC marker" only loses a profile.
+_JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file", "Invalid SOS parameters",
+                "Inconsistent progression sequence")
+
+
+def _imdecode(data: bytes, flags: int, capture: bool = True) -> tuple[np.ndarray | None, str]:
+    """``cv2.imdecode`` plus (when ``capture``) whatever the native decoders printed on stderr meanwhile."""
+    global _capture
+    buf = np.frombuffer(data, np.uint8)
+    if not capture:
+        return cv2.imdecode(buf, flags), ""
+    with _CAPTURE_LOCK:
+        try:
+            if _capture is None:
+                _capture = tempfile.TemporaryFile()
+            fd = _capture.fileno()
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no fd 2 (a daemon), or no temp folder: decode plainly
+            return cv2.imdecode(buf, flags), ""
+        try:
+            os.dup2(fd, 2)
+            img = cv2.imdecode(buf, flags)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        os.lseek(fd, 0, os.SEEK_SET)
+        said = os.read(fd, _CAPTURE_MAX).decode("utf-8", "replace")
+    return img, said
+
+
 def _why_undecodable(data: bytes, header: ImageHeader | None) -> str:
     if header is None:
         return f"not an image: the file starts with {data[:8]!r}, no {FORMATS_HINT} header; is it the right file?"
     if header.format == "JPEG" and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
-        return f"truncated JPEG: no end-of-image marker, the image data stops after {len(data)} bytes; {_AGAIN}"
-    return f"corrupt {header.format} data: OpenCV cannot decode it; {_AGAIN}"
+        return f"truncated JPEG: no end-of-image marker, the image data stops after {len(data)} bytes; {AGAIN}"
+    return f"corrupt {header.format} data: OpenCV cannot decode it; {AGAIN}"
 
 
-def decode_image(data: bytes, color: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded picture and how many pages its file has (only the first is decoded)."""
+
+    image: np.ndarray
+    pages: int = 1
+
+
+def decode(data: bytes, color: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Decode an encoded image as uint8 gray (or BGR when ``color``), transparency flattened onto paper.
 
     Raises:
-        InferenceError: empty, not an image, truncated or corrupt, or above ``max_pixels``.
+        InferenceError: empty, not an image, truncated or corrupt (libjpeg's corrupt-data warnings included),
+        an unsupported pixel format (float TIFF), or above ``max_pixels``.
     """
     header = read_header(data)
+    pages = header.pages if header is not None else 1
     if header is not None:
         check_pixels(header, max_pixels)
         if header.alpha:
-            return _pillow_decode(data, color)
+            return LoadedImage(_pillow_decode(data, color), pages)
     # A format only OpenCV knows gets no header check here: OpenCV's own limit (2^30 pixels) applies.
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
+    is_jpeg = header is not None and header.format == "JPEG"
+    img, said = _imdecode(data, cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE, capture=is_jpeg)
+    damage = [line.strip() for line in said.splitlines() if line.startswith(_JPEG_DAMAGE) and "ICC" not in line]
+    if not damage and said.strip():
+        os.write(2, said.encode())  # not damage: passed on, as it was before it was captured
+    if img is not None and damage:
+        raise InferenceError(f"corrupt JPEG data (libjpeg: {damage[0]}); part of the picture is missing, so any "
+                             f"digits read from it could be wrong; {AGAIN}")
     if img is None:
         if header is not None and header.format not in ("PNG", "JPEG"):  # TGA, ICO, PCX...: Pillow reads them
-            return _pillow_decode(data, color)  # (or says what is wrong with the file)
+            return LoadedImage(_pillow_decode(data, color), pages)  # (or says what is wrong with the file)
         raise InferenceError(_why_undecodable(data, header))
-    return img
+    return LoadedImage(img, pages)
+
+
+def decode_image(data: bytes, color: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The pixels of :func:`decode` (uint8 gray, or BGR when ``color``)."""
+    return decode(data, color, max_pixels).image
+
+
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest file a picture of at most ``max_pixels`` pixels can be (see ``_BYTES_PER_PIXEL``)."""
+    return _BYTES_PER_PIXEL * max_pixels + _METADATA_BYTES
+
+
+_NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def _read_regular(path: str | os.PathLike[str], max_pixels: int) -> bytes:
+    """The bytes of a regular file no larger than an image of ``max_pixels`` could be."""
+    # O_NONBLOCK: opening a FIFO nobody writes to would otherwise block forever (no effect on regular files).
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            what = next((name for test, name in _NOT_REGULAR if test(st.st_mode)), "not a regular file")
+            raise InferenceError(f"{what}, not an image file: only regular files are read")
+        limit = max_file_bytes(max_pixels)
+        if st.st_size > limit:
+            raise InferenceError(f"the file is {st.st_size / 1e6:.0f} MB, more than any picture within the "
+                                 f"--max-pixels limit of {max_pixels / 1e6:.1f} MP can be ({limit / 1e6:.0f} MB); "
+                                 "not read (raise --max-pixels if the picture is genuine)")
+        with os.fdopen(fd, "rb", closefd=False) as fh:  # bytes + imdecode: non-ASCII paths work, unlike cv2.imread
+            return fh.read(limit + 1)
+    finally:
+        os.close(fd)
+
+
+def load_image(path: str | os.PathLike[str], color: bool = False,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Load an image file: its first page as uint8 gray (or BGR when ``color``) and its page count.
+
+    Raises:
+        InferenceError: ``"<path>: <what is wrong>; <what to do>"`` (not a regular file, too big, not an
+        image, corrupt, ...; see :func:`decode`).
+        OSError: the file cannot be opened (missing, no permission).
+    """
+    try:
+        return decode(_read_regular(path, max_pixels), color, max_pixels)
+    except InferenceError as exc:
+        raise InferenceError(f"{os.fspath(path)}: {exc}") from None
 
 
 def read_image(path: str | os.PathLike[str], color: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Load an image file as uint8 gray, or BGR when ``color`` (see :func:`decode_image`).
-
-    Raises:
-        InferenceError: ``"<path>: <what is wrong>; <what to do>"``.
-        OSError: the file cannot be opened (missing, a folder, no permission).
-    """
-    with open(path, "rb") as fh:  # bytes + imdecode: non-ASCII paths work, unlike cv2.imread
-        data = fh.read()
-    try:
-        return decode_image(data, color, max_pixels)
-    except InferenceError as exc:
-        raise InferenceError(f"{os.fspath(path)}: {exc}") from None
+    """Load an image file as uint8 gray, or BGR when ``color`` (see :func:`load_image`)."""
+    return load_image(path, color, max_pixels).image

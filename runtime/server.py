@@ -1,10 +1,14 @@
 """The browser view of ``digitkit camera --serve``: a page, the annotated MJPEG stream and the latest reading.
 
-Standard library only (``http.server.ThreadingHTTPServer``): one thread per viewer. The processing loop
+Standard library only (``http.server.ThreadingHTTPServer``, hardened in :mod:`digitkit.runtime.httpguard`:
+capped connections, bounded request heads, a Host allow-list): one thread per connection. The processing loop
 never waits for a viewer: it drops the newest annotated frame into a slot and returns. An encoder thread
 turns the newest frame into a JPEG (at most ``max_fps`` per second, and only while somebody watches),
 bumps a version counter and wakes the viewers; each viewer sends the newest JPEG it has not sent yet.
 There is no per-viewer queue, so a viewer that stalls only stalls itself, and its socket timeout ends it.
+When all viewer slots are taken, a newcomer takes the slot of a viewer that has been stuck in one write for
+over ``STALL_S`` (a client that connected and never reads), so such clients cannot lock real viewers out.
+``HEAD`` gets the headers of any route, never a body and never a viewer slot.
 
 Routes: ``/`` the page, ``/stream.mjpg`` the stream, ``/snapshot.jpg`` one frame, ``/reading`` JSON.
 """
@@ -16,75 +20,32 @@ import json
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import cv2
 import numpy as np
 
+from digitkit.runtime import httpguard
 from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.httpguard import GuardedHandler, GuardedServer, is_loopback
+from digitkit.runtime.viewer_page import DEFAULT_HOST, PAGE, parse_address  # noqa: F401  (parse_address: re-exported)
 
-DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 WRITE_TIMEOUT_S = 5.0  # a viewer whose socket accepts nothing for this long is dropped
 MAX_VIEWERS = 32  # streams at once; bounds the threads and the encoder's work on a small device
+STALL_S = 1.0  # a viewer stuck this long in one frame's write gives its slot to a newcomer when all are taken
 _IDLE_ENCODE_S = 1.0  # with no viewer, still refresh the snapshot this often
 _BOUNDARY = "digitkitframe"
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>digitkit camera</title>
-<style>
- body { font-family: system-ui, sans-serif; background: #111; color: #eee; margin: 1em; }
- #reading { font-size: 3em; font-weight: bold; letter-spacing: .08em; }
- .stable { color: #4c4; } .unstable { color: #fa0; }
- img { max-width: 100%; border: 1px solid #444; display: block; margin-top: .5em; }
- small { color: #999; }
-</style></head>
-<body>
-<div>reading: <span id="reading" class="unstable">-</span> <small id="info"></small></div>
-<img id="stream" src="stream.mjpg" alt="annotated camera stream">
-<script>
-const img = document.getElementById("stream");
-let shown = 0;  // multipart images fire "load" for every frame that arrives
-img.addEventListener("load", () => { shown += 1; document.body.dataset.framesShown = shown; });
-async function poll() {
-  try {
-    const r = await fetch("reading", {cache: "no-store"});
-    if (r.ok) {
-      const d = await r.json();
-      const el = document.getElementById("reading");
-      el.textContent = d.text || "-";
-      el.className = d.stable ? "stable" : "unstable";
-      document.getElementById("info").textContent =
-        "frame " + d.frame + (d.stable ? " (stable)" : " (settling)") + ", " + d.latency_ms.toFixed(1) + " ms";
-      document.body.dataset.frame = d.frame;
-    }
-  } catch (e) { /* the camera stopped; keep trying */ }
-  document.body.dataset.naturalWidth = img.naturalWidth;
-  setTimeout(poll, 250);
-}
-poll();
-</script>
-</body></html>
-"""
+@dataclass
+class _Viewer:
+    """One stream's state, for finding a stalled viewer to evict."""
 
-
-def parse_address(text: str | int) -> tuple[str, int]:
-    """``"8080"`` -> ("127.0.0.1", 8080); ``"0.0.0.0:8080"``, ``"[::1]:8080"`` name the host explicitly.
-
-    Raises:
-        InferenceError: no valid port (0-65535; 0 = any free port) in ``text``.
-    """
-    text = str(text).strip()
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = DEFAULT_HOST, text
-    host = host.strip("[]") or DEFAULT_HOST
-    if not port_text.isdigit() or not 0 <= int(port_text) < 65536:  # 0 = any free port
-        raise InferenceError(f"--serve {text!r} is not [HOST:]PORT (e.g. 8080 or 0.0.0.0:8080)")
-    return host, int(port_text)
+    sock: socket.socket
+    writing_since: float | None = None  # monotonic time the current frame's write began; None between frames
+    evicted: bool = False
 
 
 class _Hub:
@@ -98,24 +59,49 @@ class _Hub:
         self.jpeg_version = 0
         self.reading: dict[str, Any] | None = None
         self.viewers = 0
+        self.streams: list[_Viewer] = []
+        self.evicted = 0  # stalled viewers that gave their slot to a newcomer
         self.closed = False
 
+    def take_slot(self, sock: socket.socket) -> _Viewer | None:
+        """A viewer slot for ``sock`` (evicting a stalled viewer if every slot is taken), or None. Hold ``cond``."""
+        if self.viewers >= MAX_VIEWERS:
+            now = time.monotonic()
+            stalled = [v for v in self.streams if v.writing_since is not None and now - v.writing_since > STALL_S]
+            if not stalled:
+                return None
+            victim = min(stalled, key=lambda v: v.writing_since or now)
+            victim.evicted = True
+            self.streams.remove(victim)
+            self.viewers -= 1
+            self.evicted += 1
+            try:
+                victim.sock.shutdown(socket.SHUT_RDWR)  # its blocked write fails now, its thread ends
+            except OSError:
+                pass
+        viewer = _Viewer(sock)
+        self.streams.append(viewer)
+        self.viewers += 1
+        self.cond.notify_all()  # the encoder starts encoding every frame again
+        return viewer
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+    def release(self, viewer: _Viewer) -> None:
+        """Give the slot back (unless it was taken from this viewer already). Hold ``cond``."""
+        if not viewer.evicted:
+            self.streams.remove(viewer)
+            self.viewers -= 1
+
+
+class _Server(GuardedServer):
     hub: _Hub
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(GuardedHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        pass  # the camera's output is the readings, not an access log
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.settimeout(WRITE_TIMEOUT_S)
+    @property
+    def write_timeout(self) -> float:  # type: ignore[override]
+        return WRITE_TIMEOUT_S  # read at each request, so tests can shorten it
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -127,6 +113,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path.split("?", 1)[0] == "/stream.mjpg":  # its headers only: no body, no viewer slot
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={_BOUNDARY}")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            return
         self.do_GET()
 
     def do_GET(self) -> None:  # noqa: N802
@@ -167,13 +159,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _stream(self) -> None:
         hub = self.server.hub
         with hub.cond:
-            if hub.viewers >= MAX_VIEWERS:
-                full = True
-            else:
-                full = False
-                hub.viewers += 1
-                hub.cond.notify_all()  # the encoder starts encoding every frame again
-        if full:
+            viewer = hub.take_slot(self.connection)
+        if viewer is None:
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, f"{MAX_VIEWERS} viewers already\n".encode(), "text/plain")
             return
         self.close_connection = True
@@ -192,12 +179,16 @@ class _Handler(BaseHTTPRequestHandler):
                 if got is None:
                     continue
                 seen, jpeg = got
+                viewer.writing_since = time.monotonic()
                 self.wfile.write(f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}"
                                  "\r\n\r\n".encode() + jpeg + b"\r\n")
                 self.wfile.flush()
+                viewer.writing_since = None
+                if viewer.evicted:
+                    return
         finally:
             with hub.cond:
-                hub.viewers -= 1
+                hub.release(viewer)
 
 
 class ViewerServer:
@@ -208,12 +199,15 @@ class ViewerServer:
         port: the TCP port (0 = any free port; see :attr:`port` after :meth:`start`).
         max_fps: at most this many JPEGs per second are encoded.
         quality: JPEG quality (0-100).
+        allow_hosts: host names the ``Host`` header may carry besides IP literals, localhost and ``host``
+            (the names a browser reaches this machine by, e.g. ``mypi.local``).
     """
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, max_fps: float = 30.0,
-                 quality: int = 80) -> None:
+                 quality: int = 80, allow_hosts: tuple[str, ...] = ()) -> None:
         self.host = host
         self.port = port
+        self.allowed_hosts = frozenset(h.strip().lower().rstrip(".") for h in (host, *allow_hosts))
         self.max_fps = max_fps
         self.quality = quality
         self.hub = _Hub()
@@ -225,6 +219,15 @@ class ViewerServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
 
+    @property
+    def warning(self) -> str | None:
+        """What to tell the user at start when the view is reachable from other machines (None on loopback)."""
+        if is_loopback(self.host):
+            return None
+        return (f"the live view on {self.host}:{self.port} is reachable from other machines and has no "
+                "authentication: anyone who can reach this address sees the camera and its readings; serve on "
+                "127.0.0.1 (the default) or keep the network trusted (firewall, VPN)")
+
     def start(self) -> ViewerServer:
         """Bind and start serving.
 
@@ -233,7 +236,8 @@ class ViewerServer:
         """
         _Server.address_family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         try:
-            httpd = _Server((self.host, self.port), _Handler)
+            httpd = _Server((self.host, self.port), _Handler, max_connections=httpguard.MAX_CONNECTIONS,
+                            allowed_hosts=self.allowed_hosts)
         except OSError as exc:
             why = ("already in use; pick another with --serve PORT" if exc.errno == errno.EADDRINUSE
                    else exc.strerror or str(exc))

@@ -235,7 +235,7 @@ def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_kill9_during_save_annotated_leaves_old_or_new_images(tmp_path: Path, photo_folder: Path) -> None:
+def test_kill9_during_save_annotated_leaves_old_images_and_whole_new_ones(tmp_path: Path, photo_folder: Path) -> None:
     cmd = [*DIGITKIT, "classify", str(photo_folder), "--save-annotated"]
     ref = tmp_path / "ref"
     assert subprocess.run([*cmd, str(ref)], env=ENV, cwd=REPO, capture_output=True).returncode == 0
@@ -255,7 +255,11 @@ def test_kill9_during_save_annotated_leaves_old_or_new_images(tmp_path: Path, ph
         mid_write += bool(kill.temps_at_kill)
     assert mid_write >= 3, f"only {mid_write} kills landed while a write was in progress"
     assert subprocess.run([*cmd, str(out)], env=ENV, cwd=REPO, capture_output=True).returncode == 0
-    assert snapshot(out) == new and temps_in(out) == []
+    after = snapshot(out)
+    # Copies never replace a file already there (issue 15): the old files are intact, and the last run's
+    # copies all landed, under the next free names (p00-2.png, p00-3.png, ...).
+    assert all(after[name] == data for name, data in old.items())
+    assert set(new.values()) <= set(after.values()) and temps_in(out) == []
 
 
 # --- digitkit convert ---

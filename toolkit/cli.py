@@ -123,7 +123,7 @@ def evaluate(
 
     result = run_evaluate(model, data_dir=data_dir)
     if as_json:
-        typer.echo(json.dumps(result.to_dict()))
+        typer.echo(json.dumps(result.to_dict(), allow_nan=False))  # strict JSON: a NaN here is a bug, not output
         return
     console.print(f"[bold]{result.model_path}[/bold] ({result.format}) on {result.test_size} test images "
                   f"from {result.data_source}: accuracy [bold]{result.accuracy:.2%}[/bold]")
@@ -133,7 +133,8 @@ def evaluate(
         table.add_column(str(c), justify="right")
     table.add_column("acc", justify="right")
     for c, row in enumerate(result.confusion):
-        table.add_row(str(c), *[f" {v}" for v in row], f" {result.per_class_accuracy[c]:.1%}")
+        acc = result.per_class_accuracy[c]
+        table.add_row(str(c), *[f" {v}" for v in row], " -" if acc is None else f" {acc:.1%}")  # "-": no such images
     console.print(table)
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import math
 import os
 import struct
 import sys
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -63,48 +66,86 @@ class Split:
     y_val: np.ndarray
 
 
-def _read_bytes(path: Path) -> bytes:
+# Deflate cannot expand data more than ~1032:1, so a gzip file of C bytes holds at most this many times C:
+# a header claiming more is lying, and is refused before anything is allocated.
+_GZIP_MAX_RATIO = 1032
+
+
+def _open_idx(path: Path) -> tuple[BinaryIO, int]:
+    """``path`` opened for reading (through gzip when it starts with the gzip magic) and its size on disk."""
     try:
-        raw = path.read_bytes()
+        fh: BinaryIO = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+        size = os.fstat(fh.fileno()).st_size
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{path}: corrupt or truncated gzip ({exc}); re-download the file") from None
-    return raw
+    if fh.read(2) == b"\x1f\x8b":  # gzip magic, whatever the file is called
+        fh.seek(0)
+        return gzip.GzipFile(fileobj=fh, mode="rb"), size  # type: ignore[return-value]
+    fh.seek(0)
+    return fh, size
+
+
+def _read_exactly(fh: BinaryIO, n: int, path: Path) -> bytes:
+    return _read_into(fh, np.empty(n, np.uint8), path).tobytes()
+
+
+def _read_into(fh: BinaryIO, buf: np.ndarray, path: Path) -> np.ndarray:
+    """Fill ``buf`` from ``fh`` (fewer bytes at the end of the file); return the filled part, no copy."""
+    view, got = memoryview(buf), 0
+    try:
+        while got < len(buf):
+            n = fh.readinto(view[got:])  # type: ignore[attr-defined]
+            if not n:
+                break
+            got += n
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: corrupt or truncated gzip ({exc}); re-download the file") from None
+    return buf[:got]
 
 
 def read_idx(path: str | os.PathLike[str], ndim: int) -> np.ndarray:
     """Read one IDX file of unsigned bytes with ``ndim`` dimensions, validating its header.
 
+    The header is read and checked first; then exactly the bytes it claims (plus one, to catch trailing
+    data) are decompressed into one array, so a gzip bomb or a header claiming 2^64 bytes costs nothing.
+
     Raises:
-        DataError: unreadable, wrong magic, wrong number of dimensions, or truncated.
+        DataError: unreadable, wrong magic, wrong number of dimensions, a size no file of this length can
+        hold, truncated, or trailing bytes.
     """
     path = Path(path)
-    raw = _read_bytes(path)
-    if len(raw) < 4:
-        raise DataError(f"{path}: file is too short to be an IDX file ({len(raw)} bytes)")
-    zero, dtype_code, dims = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != _IDX_UBYTE:
-        raise DataError(
-            f"{path}: wrong magic number 0x{raw[:4].hex()} (expected 0x0000080{ndim}); "
-            "not an MNIST-format IDX file"
-        )
-    if dims != ndim:
-        raise DataError(f"{path}: has {dims} dimensions, expected {ndim} (is it the images/labels file swapped?)")
-    header = 4 + 4 * dims
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated header")
-    shape = struct.unpack(">" + "I" * dims, raw[4:header])
-    expected = int(np.prod(shape, dtype=np.int64))
-    body = len(raw) - header
-    if body < expected:
-        raise DataError(f"{path}: truncated: header says {shape} = {expected} bytes of data, found {body}")
-    if body > expected:
-        raise DataError(f"{path}: {body - expected} trailing bytes after the {shape} data; file is damaged")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    stream, disk_size = _open_idx(path)
+    with stream:
+        head = _read_exactly(stream, 4, path)
+        if len(head) < 4:
+            raise DataError(f"{path}: file is too short to be an IDX file ({len(head)} bytes)")
+        zero, dtype_code, dims = struct.unpack(">HBB", head)
+        if zero != 0 or dtype_code != _IDX_UBYTE:
+            raise DataError(
+                f"{path}: wrong magic number 0x{head.hex()} (expected 0x0000080{ndim}); "
+                "not an MNIST-format IDX file"
+            )
+        if dims != ndim:
+            raise DataError(f"{path}: has {dims} dimensions, expected {ndim} (is it the images/labels file swapped?)")
+        raw_shape = _read_exactly(stream, 4 * dims, path)
+        if len(raw_shape) < 4 * dims:
+            raise DataError(f"{path}: truncated header")
+        shape = struct.unpack(">" + "I" * dims, raw_shape)
+        expected = math.prod(shape)  # Python ints: (2^31, 2^31, 4) is 2^64, not an int64 overflow to 0
+        gz = isinstance(stream, gzip.GzipFile)
+        most = disk_size * _GZIP_MAX_RATIO if gz else disk_size - 4 - 4 * dims
+        if expected > most:
+            found = "a gzip file of" if gz else "the file has"
+            raise DataError(f"{path}: truncated or damaged: header says {shape} = {expected} bytes of data, but "
+                            f"{found} {disk_size} bytes {'can hold at most ' + str(most) if gz else 'in all'}; "
+                            "re-download the file")
+        # One allocation of the claimed size (plus one byte, to catch trailing data), filled in place.
+        body = _read_into(stream, np.empty(expected + 1, np.uint8), path)
+    if len(body) < expected:
+        raise DataError(f"{path}: truncated: header says {shape} = {expected} bytes of data, found {len(body)}")
+    if len(body) > expected:
+        raise DataError(f"{path}: trailing bytes after the {shape} data; file is damaged")
+    return body.reshape(shape)
 
 
 def _find(folder: Path, key: str) -> Path:
@@ -150,15 +191,55 @@ def load_idx_folder(folder: str | os.PathLike[str]) -> MnistData:
     return MnistData(x_train, y_train, x_test, y_test, str(folder), _checksum(list(paths.values())))
 
 
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _npz_headers(path: Path) -> None:
+    """Check each array's .npy header (shape, dtype) against the bytes its member holds, before numpy
+    allocates the array: a header claiming (2^36, 28, 28) over a few bytes is refused here, not by a
+    MemoryError.
+
+    Raises:
+        DataError: a missing key, an unreadable member, or a header no member of that size can satisfy.
+    """
+    try:
+        size = path.stat().st_size
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            for key in _NPZ_KEYS:
+                if f"{key}.npy" not in names:
+                    raise DataError(f"{path}: missing array '{key}'; expected x_train, y_train, x_test, y_test")
+                info = zf.getinfo(f"{key}.npy")
+                with zf.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                    else:
+                        raise DataError(f"{path}: {key} is a .npy of version {version}; expected 1.0 or 2.0")
+                claimed = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+                # The member can hold no more than its declared size, and that no more than deflate can expand.
+                most = min(info.file_size, max(info.compress_size, 1) * _GZIP_MAX_RATIO, size * _GZIP_MAX_RATIO)
+                if claimed > most:
+                    raise DataError(f"{path}: {key} header says shape {shape} of {dtype} = {claimed} bytes, but its "
+                                    f"member holds at most {most}; the file is damaged")
+    except DataError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+
+
 def load_npz(path: str | os.PathLike[str]) -> MnistData:
-    """Load a Keras-style ``mnist.npz`` (keys x_train, y_train, x_test, y_test)."""
+    """Load a Keras-style ``mnist.npz`` (keys x_train, y_train, x_test, y_test), headers checked first."""
     path = Path(path)
+    _npz_headers(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: np.asarray(npz[k]) for k in ("x_train", "y_train", "x_test", "y_test")}
+            arrays = {k: np.asarray(npz[k]) for k in _NPZ_KEYS}
     except KeyError as exc:
         raise DataError(f"{path}: missing array {exc}; expected x_train, y_train, x_test, y_test") from None
-    except (OSError, ValueError, zlib.error) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
     for k, v in arrays.items():
         if v.dtype != np.uint8:

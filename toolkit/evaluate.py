@@ -22,7 +22,7 @@ class EvalResult:
     format: str
     test_size: int
     accuracy: float
-    per_class_accuracy: list[float]
+    per_class_accuracy: list[float | None]  # None: the class is absent from the test set (JSON null, never NaN)
     confusion: list[list[int]]  # rows: true label, columns: predicted label
     data_source: str
 
@@ -89,7 +89,7 @@ def evaluate(model_path: str | os.PathLike[str], data_dir: str | None = None, li
     pred = probs.argmax(axis=-1)
     cm = confusion_matrix(y, pred, classes=10, outputs=max(10, probs.shape[-1]))
     totals = cm.sum(axis=1)
-    per_class = [float(cm[i, i] / totals[i]) if totals[i] else float("nan") for i in range(len(cm))]
+    per_class = [float(cm[i, i] / totals[i]) if totals[i] else None for i in range(len(cm))]
     return EvalResult(str(path), path.suffix.lstrip("."), int(len(y)), float(np.mean(pred == y)), per_class,
                       cm.tolist(), data.source)
 

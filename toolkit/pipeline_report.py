@@ -21,8 +21,8 @@ BARS = (
 INT8_ACCURACY_BAR = 0.994
 
 
-def _pct(x: float) -> str:
-    return f"{x:.2%}"
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2%}"  # None: a class absent from the test set
 
 
 def _kb(n: int | None) -> str:

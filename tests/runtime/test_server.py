@@ -127,7 +127,7 @@ def test_a_stalled_viewer_blocks_neither_capture_nor_other_viewers(publishing_se
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.connect(("127.0.0.1", srv.port))
-    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")  # ...and never reads a byte
+    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # ...and never reads a byte
     try:
         time.sleep(0.5)
         counts: dict[int, int] = {}
