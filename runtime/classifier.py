@@ -22,8 +22,9 @@ from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.fileio import is_temp
 from digitkit.runtime.images import DEFAULT_MAX_PIXELS, read_image
 from digitkit.runtime.interpreter import TFLiteModel
-from digitkit.runtime.preprocess import as_mnist_tile, ink_map, stroke_width, to_gray
+from digitkit.runtime.preprocess import InkMap, as_mnist_tile, ink_map, stroke_width, to_gray
 from digitkit.runtime.segment import Segment, SegmentConfig, find_digits
+from digitkit.runtime.split import split_touching
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "digitkit_seed_int8.tflite"
@@ -162,20 +163,29 @@ class DigitClassifier:
                                  "or pass --model FILE.tflite")
         self.model = TFLiteModel(path, backend=cfg.backend, threads=cfg.threads)
         self.tile_size = self.model.metadata.input_size
+        labels = self.model.metadata.labels
+        self._labels = labels
+        # Columns that are digits; a model with an 11th "none" (not a digit) output has one more column.
+        self._digit_cols = [i for i, lab in enumerate(labels) if lab.isdigit()]
 
     # --- one image -> digit candidates (no model call) ---
 
     def segment(self, image: np.ndarray) -> list[Segment]:
         """The digit candidates of one image, left to right, as MNIST-normalised tiles."""
+        return self.stages(image)[1]
+
+    def stages(self, image: np.ndarray) -> tuple[InkMap | None, list[Segment]]:
+        """The ink map (None for a picture that already is a tile; at the working size, see ``max_side``)
+        and the digit candidates of one image: what ``segment`` returns and ``--explain`` draws."""
         gray = to_gray(image)
         if gray.shape == self.tile_size:
             tile = as_mnist_tile(gray, self.config.min_contrast)
             if tile is None:
-                return []
+                return None, []
             ys, xs = np.nonzero(tile > 63)
             box = (int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1) if len(xs) \
                 else (0, 0, *tile.shape[::-1])
-            return [Segment(box=box, tile=tile)]
+            return None, [Segment(box=box, tile=tile)]
         scale = min(1.0, self.config.max_side / max(gray.shape))
         if scale < 1.0:  # a 12-megapixel phone photo: its digits stay legible at this size, and RAM stays small
             size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))  # a 1x3000 strip
@@ -184,14 +194,24 @@ class DigitClassifier:
         inkmap = ink_map(gray, self.config.polarity, self.config.min_contrast)
         segments = find_digits(inkmap.ink, inkmap.threshold, self.config.segment)
         if scale < 1.0:
-            segments = [Segment(box=tuple(round(v / scale) for v in s.box), tile=s.tile)  # type: ignore[arg-type]
-                        for s in segments]
-        return segments
+            segments = [Segment(box=tuple(round(v / scale) for v in s.box), tile=s.tile,  # type: ignore[arg-type]
+                                crop=s.crop, origin=(round(s.origin[0] / scale), round(s.origin[1] / scale)),
+                                px=1.0 / scale) for s in segments]
+        return inkmap, segments
+
+    def _predict(self, tiles: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(tiles, batch_size=max(len(tiles), 1))
+
+    def _digit_probs(self, probs: np.ndarray) -> np.ndarray:
+        """The ten digit columns of the model's rows (a "not a digit" column, if any, dropped)."""
+        return probs[:, self._digit_cols]
 
     def _reading(self, name: str, segments: list[Segment], probs: np.ndarray) -> Reading:
         digits = []
         for seg, p in zip(segments, probs, strict=True):
             label = int(p.argmax())
+            if label not in self._digit_cols:  # the model says "not a digit"
+                continue
             if float(p[label]) >= self.config.min_confidence and stroke_width(seg.tile) <= self.config.max_stroke:
                 digits.append(Digit(label=int(self.model.metadata.labels[label]), confidence=float(p[label]),
                                     box=seg.box))
@@ -255,7 +275,12 @@ class DigitClassifier:
                  else np.zeros((0, len(self.model.metadata.labels)), np.float32))
         at = 0
         for item, segs, img in pending:
-            result = item if isinstance(item, ReadError) else self._reading(item, segs, probs[at:at + len(segs)])
+            if isinstance(item, ReadError):
+                result = item
+            else:
+                new_segs, rows, _ = split_touching(segs, probs[at:at + len(segs)], self._predict,
+                                                   self._digit_probs, self.config.min_confidence)
+                result = self._reading(item, new_segs, rows)
             at += len(segs)
             yield (result, img) if keep_images else result
 

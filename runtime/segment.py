@@ -19,6 +19,11 @@ class Segment:
 
     box: tuple[int, int, int, int]  # x, y, w, h in the picture's pixels
     tile: np.ndarray  # uint8 (28, 28), white on black
+    # The cleaned ink crop the tile was made from (None for a picture that already is a tile), where its
+    # top-left corner is in the picture, and picture pixels per crop pixel: what splitting a blob needs.
+    crop: np.ndarray | None = None
+    origin: tuple[int, int] = (0, 0)
+    px: float = 1.0
 
     def to_dict(self) -> dict[str, object]:
         return {"box": list(self.box)}
@@ -144,7 +149,7 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
         near = cv2.dilate(mine.astype(np.uint8), np.ones((2 * p + 1, 2 * p + 1), np.uint8)).astype(bool)
         crop[~near | ((lab > 0) & ~mine)] = 0
         crop = _clean(crop, threshold, mine)
-        segments.append(Segment(box=(x, y, w, h), tile=mnist_normalise(crop)))
+        segments.append(Segment(box=(x, y, w, h), tile=mnist_normalise(crop), crop=crop, origin=(X0, Y0)))
     return segments
 
 
