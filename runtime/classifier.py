@@ -9,6 +9,7 @@ One interpreter per classifier; digit tiles from many images are batched through
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from digitkit.runtime.fileio import is_temp
 from digitkit.runtime.images import DEFAULT_MAX_PIXELS, read_image
 from digitkit.runtime.interpreter import TFLiteModel
 from digitkit.runtime.preprocess import InkMap, as_mnist_tile, ink_map, stroke_width, to_gray
+from digitkit.runtime.rules import remove_rules
 from digitkit.runtime.segment import Segment, SegmentConfig, find_digits
 from digitkit.runtime.split import split_touching
 
@@ -192,6 +194,7 @@ class DigitClassifier:
             gray = cv2.resize(gray, size,
                               interpolation=cv2.INTER_AREA)
         inkmap = ink_map(gray, self.config.polarity, self.config.min_contrast)
+        inkmap = dataclasses.replace(inkmap, ink=remove_rules(inkmap.ink, inkmap.threshold)[0])
         segments = find_digits(inkmap.ink, inkmap.threshold, self.config.segment)
         if scale < 1.0:
             segments = [Segment(box=tuple(round(v / scale) for v in s.box), tile=s.tile,  # type: ignore[arg-type]

@@ -64,7 +64,7 @@ def explain(clf, image: np.ndarray) -> Explanation:  # clf: DigitClassifier (not
         shown = np.where(ink >= inkmap.threshold, 255, (ink.astype(np.float32) * 150 / max(inkmap.threshold, 1)))
         shown = cv2.cvtColor(shown.astype(np.uint8), cv2.COLOR_GRAY2BGR)
         f = ink.shape[1] / bgr.shape[1]
-        for seg, (plan, chosen) in zip(segs, trace, strict=True):
+        for seg, (_plan, chosen) in zip(segs, trace, strict=True):
             x, y, w, h = (round(v * f) for v in seg.box)
             colour = (255, 128, 0) if len(chosen) > 1 else (0, 200, 0) if seg.box in kept else (0, 0, 255)
             cv2.rectangle(shown, (x, y), (x + w, y + h), colour, 1)

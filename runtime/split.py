@@ -213,9 +213,8 @@ def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, min_
     """
     from digitkit.runtime.segment import Segment
 
-    d = digit_probs(probs) if len(probs) else np.zeros((0, 10), np.float32)
     plans: list[SplitPlan | None] = []
-    for seg, row in zip(segments, d, strict=True):
+    for seg in segments:
         x, y, w, h = seg.box
         # Only a blob wider than one digit is cut: trying every doubtful blob cut real single digits
         # (a faint 0 into "61") on the development photos, and min_confidence stays the reject rule.
