@@ -297,13 +297,16 @@ class DigitClassifier:
 
 
 def classify(paths: Iterable[str | os.PathLike[str]], config: ClassifyConfig | None = None,
-             annotate_dir: str | os.PathLike[str] | None = None) -> Iterator[Reading | ReadError]:
+             annotate_dir: str | os.PathLike[str] | None = None,
+             explain_dir: str | os.PathLike[str] | None = None) -> Iterator[Reading | ReadError]:
     """Read every image under ``paths`` (files, folders, globs); the library behind ``digitkit classify``.
 
     Args:
         paths: files, folders (recursive) and glob patterns.
         config: options (defaults: :class:`ClassifyConfig`).
         annotate_dir: if set, write a copy of each image with boxes, labels and confidences there.
+        explain_dir: if set, write one picture per image of the reading's stages there
+            (:mod:`digitkit.runtime.explain`).
 
     Yields:
         A :class:`Reading` or :class:`ReadError` per input, in order.
@@ -313,16 +316,22 @@ def classify(paths: Iterable[str | os.PathLike[str]], config: ClassifyConfig | N
     """
     clf = DigitClassifier(config=config)
     sources = expand_paths(paths)
-    if annotate_dir is None:
+    if annotate_dir is None and explain_dir is None:
         yield from clf.classify_many(sources)
         return
     from digitkit.runtime.draw import AnnotationWriter
+    from digitkit.runtime.explain import ExplainWriter
 
-    writer = AnnotationWriter(annotate_dir)
+    writer = AnnotationWriter(annotate_dir) if annotate_dir is not None else None
+    explainer = ExplainWriter(explain_dir) if explain_dir is not None else None
     for result, img in clf.classify_many(sources, keep_images=True):
         if isinstance(result, Reading) and img is not None:
             try:
-                writer.write(result, img)
+                if writer is not None:
+                    writer.write(result, img)
+                if explainer is not None:
+                    explainer.write(clf, result.path, img)
             except OSError as exc:
-                result = ReadError(result.path, f"could not write the annotated copy: {exc.strerror or exc}")
+                what = "annotated copy" if writer is not None and explainer is None else "annotated copy or explanation"
+                result = ReadError(result.path, f"could not write the {what}: {exc.strerror or exc}")
         yield result

@@ -32,6 +32,10 @@ def classify(
     save_annotated: Annotated[Path | None, typer.Option(
         "--save-annotated", help="Write copies of the images with boxes, labels and confidences to this folder.",
         file_okay=False)] = None,
+    explain: Annotated[Path | None, typer.Option(
+        "--explain", help="Write one picture per image of how it was read (ink map, kept and dropped candidates, "
+                          "cuts tried, the 28x28 tiles with label and score) to this folder.",
+        file_okay=False)] = None,
     backend: Annotated[str | None, typer.Option(
         "--backend", help="litert or tflite-runtime (default: the first installed).")] = None,
     max_pixels: Annotated[int, typer.Option(
@@ -47,7 +51,7 @@ def classify(
     """
     config = ClassifyConfig(model_path=str(model) if model else None, min_confidence=min_confidence,
                             threads=threads, backend=backend, max_pixels=max_pixels)
-    results = run_classify(paths, config, annotate_dir=save_annotated)
+    results = run_classify(paths, config, annotate_dir=save_annotated, explain_dir=explain)
     failed = 0
     if as_json:
         for result in results:

@@ -9,11 +9,15 @@ blob that was split); each split blob at its work height with every cut tried (g
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.fileio import atomic_path
 from digitkit.runtime.split import split_touching
 
 _WIDTH = 720  # the picture's width
@@ -105,3 +109,24 @@ def explain(clf, image: np.ndarray) -> Explanation:  # clf: DigitClassifier (not
             row[:, k * cell:(k + 1) * cell] = tile
         panels.append(_label(row, "tiles fed to the model: label score (- = rejected)") if r == 0 else row)
     return Explanation(text=reading.text, picture=np.vstack(panels))
+
+
+class ExplainWriter:
+    """Writes one ``<name>.explain.png`` per image into a folder (atomically; names unique within a run)."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        from digitkit.runtime.draw import AnnotationWriter
+
+        try:
+            self._names = AnnotationWriter(folder)
+        except InferenceError as exc:
+            raise InferenceError(str(exc).replace("--save-annotated", "--explain")) from None
+
+    def write(self, clf, path: str, image: np.ndarray) -> Path:
+        """Explain how ``clf`` reads ``image`` and save the picture; return the written path."""
+        target = self._names.target(path)
+        target = target.with_name(target.stem + ".explain.png")
+        with atomic_path(target) as tmp:
+            if not cv2.imwrite(str(tmp), explain(clf, image).picture):
+                raise OSError("OpenCV could not encode the explanation as PNG")
+        return target

@@ -122,6 +122,8 @@ def plan_split(crop: np.ndarray) -> SplitPlan | None:
             width = mean[j] - mean[i]
             whole = i == 0 and j == n - 1
             if width > MAX_WIDTH * h and not whole:
+                if i == 0:  # past the widest digit, but the whole blob read as one is always a candidate
+                    continue
                 break
             if width < MIN_WIDTH * h and not whole:
                 continue
