@@ -193,7 +193,7 @@ def stretch_scores(digit_p: np.ndarray, log_aspect: np.ndarray, weight: float = 
 
 
 MAX_DIGITS = 8  # a blob wider than this many heights is a rule or a scribble, not a number to cut
-SPLIT_ASPECT = 0.85  # a blob wider than this times its height may hold several digits
+SPLIT_ASPECT = 1.25  # wider than this times its height may hold several digits (0.85 cut wide single digits)
 
 
 def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, min_confidence: float,
