@@ -194,7 +194,10 @@ class DigitClassifier:
             gray = cv2.resize(gray, size,
                               interpolation=cv2.INTER_AREA)
         inkmap = ink_map(gray, self.config.polarity, self.config.min_contrast)
-        inkmap = dataclasses.replace(inkmap, ink=remove_rules(inkmap.ink, inkmap.threshold)[0])
+        ink, removed = remove_rules(inkmap.ink, inkmap.threshold)
+        if removed.any():  # Otsu split the rules (often the darkest ink) from the rest: split what is left
+            otsu, _ = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+            inkmap = dataclasses.replace(inkmap, ink=ink, threshold=int(max(otsu, inkmap.floor)))
         segments = find_digits(inkmap.ink, inkmap.threshold, self.config.segment)
         if scale < 1.0:
             segments = [Segment(box=tuple(round(v / scale) for v in s.box), tile=s.tile,  # type: ignore[arg-type]

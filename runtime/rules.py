@@ -12,6 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from digitkit.runtime.strokes import stroke_thickness
+
 MIN_LENGTH = 0.5  # of the picture's side: shorter straight runs are left alone
 SPAN_MARGIN = 0.1  # a run reaching this close to both edges spans the picture
 ALWAYS = 0.75  # a run this long is a rule wherever it is
@@ -40,7 +42,7 @@ def _rules(binary: np.ndarray, axis: int) -> np.ndarray:
 def remove_rules(ink: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
     """The ink map without its rules, and the mask of what was removed (for ``--explain``).
 
-    The removed band is widened by one pixel each side so the rule's soft (blurred) edges go too.
+    The removed band is widened so the rule's soft (blurred) edges go too.
     """
     binary = (ink >= threshold).astype(np.uint8)
     if min(binary.shape) < 16:
@@ -48,5 +50,19 @@ def remove_rules(ink: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarra
     mask = _rules(binary, 1) | _rules(binary, 0)
     if not mask.any():
         return ink, mask
-    wide = cv2.dilate(mask, np.ones((3, 3), np.uint8))
-    return np.where(wide.astype(bool), 0, ink).astype(np.uint8), wide
+    # The rule's blurred edges are fainter than the threshold but still ink (and a lower threshold may be
+    # chosen once the rules are gone): widen the band by about half the rule's own width each side.
+    r = max(1, int(round(stroke_thickness(mask) / 2)))
+    wide = cv2.dilate(mask, np.ones((2 * r + 1, 2 * r + 1), np.uint8))
+    out = np.where(wide.astype(bool), 0, ink).astype(np.uint8)
+    # What is left of a rule that bends or fades (a cell border in a slightly tilted photo) lies along it:
+    # a component with nearly all its ink within a few rule widths of the removed rule goes too.
+    band = cv2.dilate(mask, np.ones((8 * r + 1, 8 * r + 1), np.uint8)).astype(bool)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((out >= threshold).astype(np.uint8), connectivity=8)
+    if n > 1:
+        inside = np.bincount(labels[band], minlength=n)
+        along = (inside >= 0.8 * stats[:, cv2.CC_STAT_AREA]) & (np.arange(n) > 0)
+        if along.any():
+            out[along[labels]] = 0
+            wide = wide | along[labels].astype(np.uint8)
+    return out, wide

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from digitkit.runtime.preprocess import mnist_normalise, require_gray
+from digitkit.runtime.strokes import normalise_strokes
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,8 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
             continue  # a page edge, a desk, a shadow: not a digit
         if touches and (h >= 4 * w and w <= 0.06 * W or w >= 4 * h and h <= 0.06 * H):
             continue  # a thin strip along the frame: the rest of a cell border or the sheet's edge
+        if touches and not small_picture and max(w, h) < 0.1 * min(H, W):
+            continue  # a speck cut by the frame: too little of anything to read
         keep.append(i)
     if not keep:
         return []
@@ -168,7 +171,8 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
         near = cv2.dilate(mine.astype(np.uint8), np.ones((2 * p + 1, 2 * p + 1), np.uint8)).astype(bool)
         crop[~near | ((lab > 0) & ~mine)] = 0
         crop = _clean(crop, threshold, mine)
-        segments.append(Segment(box=(x, y, w, h), tile=mnist_normalise(crop), crop=crop, origin=(X0, Y0)))
+        segments.append(Segment(box=(x, y, w, h), tile=mnist_normalise(normalise_strokes(crop)), crop=crop,
+                                origin=(X0, Y0)))
     return segments
 
 

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from digitkit.runtime.preprocess import mnist_normalise
+from digitkit.runtime.strokes import normalise_strokes
 
 WORK_HEIGHT = 40  # blobs are cut at this height: strokes stay 2+ px wide, and paths stay cheap
 MIN_WIDTH = 0.12  # narrowest stretch (a "1"), as a fraction of the blob's height
@@ -134,7 +135,7 @@ def plan_split(crop: np.ndarray) -> SplitPlan | None:
             if len(xs) == 0:
                 continue
             spans.append((i, j))
-            tiles.append(mnist_normalise(piece))
+            tiles.append(mnist_normalise(normalise_strokes(piece)))
             boxes.append((int(xs.min() / s), int(ys.min() / s), int(np.ptp(xs) / s) + 1, int(np.ptp(ys) / s) + 1))
     if not tiles:
         return None
