@@ -69,9 +69,9 @@ def touching_line(tiles: list[np.ndarray], rng: np.random.Generator, height: flo
     return canvas[:, : xs.max() + 1]
 
 
-def line_photo(tiles: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+def line_photo(tiles: list[np.ndarray], rng: np.random.Generator, max_overlap: float = 0.15) -> np.ndarray:
     """A photo (uint8 BGR) of a touching line on paper under uneven light, with margins, blur, noise, JPEG."""
-    mask = touching_line(tiles, rng)
+    mask = touching_line(tiles, rng, max_overlap=max_overlap)
     h, w = mask.shape
     mx, my = int(rng.uniform(0.3, 1.0) * h), int(rng.uniform(0.3, 1.0) * h)
     size = (w + 2 * mx, h + 2 * my)
@@ -87,22 +87,23 @@ def mnist_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarra
     return (d.x_train, d.y_train) if split == "train" else (d.x_test, d.y_test)
 
 
-def line_set(x: np.ndarray, y: np.ndarray, n: int, seed: int):
+def line_set(x: np.ndarray, y: np.ndarray, n: int, seed: int, max_overlap: float = 0.15):
     """``n`` (photo, truth) pairs of touching lines of 2-5 digits."""
     rng = np.random.default_rng(seed)
     for _ in range(n):
         idx = rng.integers(0, len(x), int(rng.integers(2, 6)))
-        yield line_photo([x[j] for j in idx], rng), "".join(str(int(y[j])) for j in idx)
+        yield line_photo([x[j] for j in idx], rng, max_overlap), "".join(str(int(y[j])) for j in idx)
 
 
-def measure(model: str | None, data_dir: str, split: str, n: int, show_errors: int = 0) -> dict[str, object]:
+def measure(model: str | None, data_dir: str, split: str, n: int, show_errors: int = 0,
+            max_overlap: float = 0.15) -> dict[str, object]:
     from digitkit.runtime.classifier import DigitClassifier
 
     x, y = mnist_split(data_dir, split)
     clf = DigitClassifier(model_path=model, threads=1)
     exact = dist = total = 0
     spent = 0.0
-    for i, (photo, truth) in enumerate(line_set(x, y, n, 0 if split == "train" else 1)):
+    for i, (photo, truth) in enumerate(line_set(x, y, n, 0 if split == "train" else 1, max_overlap)):
         t = time.perf_counter()
         text = clf.classify(photo).text
         spent += time.perf_counter() - t
@@ -115,7 +116,8 @@ def measure(model: str | None, data_dir: str, split: str, n: int, show_errors: i
             out.mkdir(exist_ok=True)
             cv2.imwrite(str(out / f"{i:04d}_{truth}_{text or 'none'}.png"), photo)
             print(f"line {i}: truth {truth!r} read {text!r}")
-    return {"split": split, "lines": n, "exact": exact / n, "digit_accuracy": 1 - dist / total,
+    return {"split": split, "lines": n, "max_overlap": max_overlap, "exact": exact / n,
+            "digit_accuracy": 1 - dist / total,
             "seconds_per_line": spent / n, "model": model or "shipped"}
 
 
@@ -126,9 +128,11 @@ def main() -> None:
     ap.add_argument("--data-dir", default=str(REPO.parent / "shared/data/mnist"))
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--show-errors", type=int, default=0)
+    ap.add_argument("--max-overlap", type=float, default=0.15,
+                    help="how far past touching a digit is pushed into the last, as a fraction of the height")
     ap.add_argument("--out")
     a = ap.parse_args()
-    res = measure(a.model, a.data_dir, a.split, a.n, a.show_errors)
+    res = measure(a.model, a.data_dir, a.split, a.n, a.show_errors, a.max_overlap)
     text = json.dumps(res, indent=2)
     print(text)
     if a.out:

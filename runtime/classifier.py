@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from digitkit.runtime.deskew import upright
 from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.fileio import is_temp
 from digitkit.runtime.images import DEFAULT_MAX_PIXELS, read_image
@@ -199,10 +200,10 @@ class DigitClassifier:
             otsu, _ = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
             inkmap = dataclasses.replace(inkmap, ink=ink, threshold=int(max(otsu, inkmap.floor)))
         segments = find_digits(inkmap.ink, inkmap.threshold, self.config.segment)
-        if scale < 1.0:
-            segments = [Segment(box=tuple(round(v / scale) for v in s.box), tile=s.tile,  # type: ignore[arg-type]
-                                crop=s.crop, origin=(round(s.origin[0] / scale), round(s.origin[1] / scale)),
-                                px=1.0 / scale) for s in segments]
+        segments = upright(inkmap, segments, self.config.segment)
+        if scale < 1.0:  # boxes to the original's pixels; a crop's origin stays in the working picture's
+            segments = [dataclasses.replace(s, box=tuple(round(v / scale) for v in s.box), px=1.0 / scale)
+                        for s in segments]
         return inkmap, segments
 
     def _predict(self, tiles: np.ndarray) -> np.ndarray:

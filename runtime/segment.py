@@ -21,10 +21,11 @@ class Segment:
     box: tuple[int, int, int, int]  # x, y, w, h in the picture's pixels
     tile: np.ndarray  # uint8 (28, 28), white on black
     # The cleaned ink crop the tile was made from (None for a picture that already is a tile), where its
-    # top-left corner is in the picture, and picture pixels per crop pixel: what splitting a blob needs.
+    # top-left corner is in the ink map, and picture pixels per ink-map pixel: what splitting a blob needs.
     crop: np.ndarray | None = None
     origin: tuple[int, int] = (0, 0)
     px: float = 1.0
+    back: np.ndarray | None = None  # 2x3: the crop's picture (turned upright) -> the ink map, if it was turned
 
     def to_dict(self) -> dict[str, object]:
         return {"box": list(self.box)}

@@ -27,11 +27,10 @@ WORK_HEIGHT = 40  # blobs are cut at this height: strokes stay 2+ px wide, and p
 MIN_WIDTH = 0.12  # narrowest stretch (a "1"), as a fraction of the blob's height
 MAX_WIDTH = 1.3  # widest stretch that may hold one digit
 SEED_STEP = 0.08  # grid of extra cut seeds, as a fraction of the height
-BAND = 0.1  # how far a cut may wander from its seed column
+BAND = 0.15  # how far a cut may wander from its seed column
 BEND_COST = 24.0  # extra cost of one diagonal step of a cut, in ink levels (0-255)
-DIGIT_BONUS = 0.3  # added per digit to the sequence's log-probability (tuned on MNIST-train lines)
-CROSS_COST = 0.3  # subtracted per stroke a cut goes through (tuned on MNIST-train lines)
-STROKE = 3.0  # a stroke's width at the work height, in pixels
+DIGIT_BONUS = 0.6  # added per digit to the sequence's log-probability (tuned on MNIST-train lines)
+CROSS_COST = 0.8  # subtracted per stroke a cut goes through (tuned on MNIST-train lines)
 ASPECT_WEIGHT = 0.5  # weight of the shape prior below against the model's log-probability
 # log(width / height) of each digit's ink box across the 60 000 MNIST *training* images: mean and standard
 # deviation per label (benchmarks/lines.py --aspect-table prints it). A stretch far wider or narrower than
@@ -110,10 +109,11 @@ def plan_split(crop: np.ndarray) -> SplitPlan | None:
     else:
         paths = np.concatenate([left_edge, right_edge])
     mean = paths.mean(1)
-    # Ink along each cut, in units of one stroke crossed at right angles (a stroke is ~STROKE px wide).
+    # How many strokes each cut goes through: the runs of ink along it (thin or faint strokes count as
+    # much as bold ones: a cut through a loop crosses two whatever the pen).
     rows = np.arange(h)
-    inner = np.clip(paths, 0, w - 1)
-    crossings = ink[rows[None, :], inner].sum(1) / (255.0 * STROKE)
+    on = work[rows[None, :], np.clip(paths, 0, w - 1)] >= 64
+    crossings = (on[:, 1:] & ~on[:, :-1]).sum(1).astype(np.float32) + on[:, 0]
     crossings[0] = crossings[-1] = 0.0
     xx = np.arange(w)[None, :]
     spans, tiles, boxes = [], [], []
@@ -194,7 +194,7 @@ def stretch_scores(digit_p: np.ndarray, log_aspect: np.ndarray, weight: float = 
 
 
 MAX_DIGITS = 8  # a blob wider than this many heights is a rule or a scribble, not a number to cut
-SPLIT_ASPECT = 1.25  # wider than this times its height may hold several digits (0.85 cut wide single digits)
+SPLIT_ASPECT = 1.0  # wider than this times its height may hold several digits
 
 
 def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, min_confidence: float,
@@ -247,8 +247,13 @@ def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, min_
             ox, oy = seg.origin
             for k in chosen:
                 bx, by, bw, bh = plan.boxes[k]
-                box = (round((ox + bx) * seg.px), round((oy + by) * seg.px), max(1, round(bw * seg.px)),
-                       max(1, round(bh * seg.px)))
+                piece = (ox + bx, oy + by, bw, bh)
+                if seg.back is not None:  # found on the ink map turned upright: back to its own pixels
+                    from digitkit.runtime.deskew import box_back
+
+                    piece = box_back(piece, seg.back)
+                box = (round(piece[0] * seg.px), round(piece[1] * seg.px), max(1, round(piece[2] * seg.px)),
+                       max(1, round(piece[3] * seg.px)))
                 out_segs.append(Segment(box=box, tile=plan.tiles[k]))
                 out_rows.append(piece_probs[at + k])
         at += n
