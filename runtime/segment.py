@@ -155,7 +155,10 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
     candidates = [c for c in candidates if not _solid(labels, c, cfg.max_stroke)]
     if not candidates:
         return []
-    top = max(b[3] for b, _ in candidates)
+    # The line's height comes from candidates wholly inside the picture: something cut by the frame (a
+    # shadow's corner, the desk) must not make every real digit look too small to keep.
+    inside = [b[3] for b, _ in candidates if b[0] > 0 and b[1] > 0 and b[0] + b[2] < W and b[1] + b[3] < H]
+    top = max(inside or [b[3] for b, _ in candidates])
     candidates = [c for c in candidates if c[0][3] >= max(cfg.min_height_px, cfg.min_height_fraction * top)]
     if len(candidates) > cfg.max_digits:
         return []
