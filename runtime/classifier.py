@@ -166,10 +166,7 @@ class DigitClassifier:
                                  "or pass --model FILE.tflite")
         self.model = TFLiteModel(path, backend=cfg.backend, threads=cfg.threads)
         self.tile_size = self.model.metadata.input_size
-        labels = self.model.metadata.labels
-        self._labels = labels
-        # Columns that are digits; a model with an 11th "none" (not a digit) output has one more column.
-        self._digit_cols = [i for i, lab in enumerate(labels) if lab.isdigit()]
+        self._labels = self.model.metadata.labels
 
     # --- one image -> digit candidates (no model call) ---
 
@@ -211,15 +208,25 @@ class DigitClassifier:
 
     def _digit_probs(self, probs: np.ndarray) -> np.ndarray:
         """The ten digit columns of the model's rows (a "not a digit" column, if any, dropped)."""
-        return probs[:, self._digit_cols]
+        return probs[:, self.model.metadata.digit_indices]
+
+    def is_digit(self, p: np.ndarray) -> tuple[int, bool]:
+        """(the best digit output, whether the model's own "not a digit" answer lets it stand) for one
+        probability row. A digits-only model always lets it stand."""
+        md = self.model.metadata
+        idx = md.digit_indices
+        best = idx[int(np.argmax(p[idx]))]
+        if md.not_a_digit is None:
+            return best, True
+        threshold = md.reject_threshold if md.reject_threshold is not None else 0.5
+        return best, float(p[md.not_a_digit]) < threshold
 
     def _reading(self, name: str, segments: list[Segment], probs: np.ndarray) -> Reading:
         digits = []
         for seg, p in zip(segments, probs, strict=True):
-            label = int(p.argmax())
-            if label not in self._digit_cols:  # the model says "not a digit"
-                continue
-            if float(p[label]) >= self.config.min_confidence and stroke_width(seg.tile) <= self.config.max_stroke:
+            label, kept = self.is_digit(p)
+            if kept and float(p[label]) >= self.config.min_confidence and \
+                    stroke_width(seg.tile) <= self.config.max_stroke:
                 digits.append(Digit(label=int(self.model.metadata.labels[label]), confidence=float(p[label]),
                                     box=seg.box))
         return Reading(path=name, text="".join(str(d.label) for d in digits), digits=tuple(digits))

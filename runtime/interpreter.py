@@ -31,6 +31,10 @@ class ModelMetadata:
     polarity: str = "white-on-black"  # MNIST: light digit on a dark background
     normalisation: str = "x/255"  # float models take pixels / 255 in [0, 1]
     output: str = "softmax"  # the last op already gives probabilities
+    # The model's own "not a digit" answer: the index of that output (None: a digits-only model) and the
+    # probability at which a candidate is rejected, chosen by the converter on validation data.
+    not_a_digit: int | None = None
+    reject_threshold: float | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -40,7 +44,14 @@ class ModelMetadata:
             "polarity": self.polarity,
             "normalisation": self.normalisation,
             "output": self.output,
+            "not_a_digit": self.not_a_digit,
+            "reject_threshold": self.reject_threshold,
         }
+
+    @property
+    def digit_indices(self) -> list[int]:
+        """The outputs that are digits (every output but "not a digit")."""
+        return [i for i in range(len(self.labels)) if i != self.not_a_digit]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
@@ -51,7 +62,15 @@ class ModelMetadata:
             polarity=str(data.get("polarity", base.polarity)),
             normalisation=str(data.get("normalisation", base.normalisation)),
             output=str(data.get("output", base.output)),
+            not_a_digit=None if data.get("not_a_digit") is None else int(data["not_a_digit"]),
+            reject_threshold=None if data.get("reject_threshold") is None else float(data["reject_threshold"]),
         )
+
+
+# What a model with an 11th output means when nothing describes it: digitkit's "not a digit" class, rejected
+# when it is the likelier answer (a converted model carries the threshold its converter measured).
+NOT_A_DIGIT_CONVENTION: dict[str, Any] = {"labels": (*(str(i) for i in range(10)), "not a digit"),
+                                          "not_a_digit": 10, "reject_threshold": 0.5}
 
 
 def sidecar_path(model_path: str | os.PathLike[str]) -> Path:
@@ -144,15 +163,17 @@ class TFLiteModel:
         model_path: the .tflite file.
         backend: "litert" or "tflite-runtime"; None picks the first installed.
         threads: interpreter threads (None = the backend's default).
+        metadata: what the model's outputs mean, when the caller knows better than the file (the converter
+            verifying a model it has not yet labelled); None reads it from the model's own metadata.
     """
 
     def __init__(self, model_path: str | os.PathLike[str], backend: str | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, metadata: ModelMetadata | None = None) -> None:
         self.path = Path(model_path)
         self.backend, self._interp, data = open_interpreter(self.path, backend, threads)
         self.threads = threads
-        self.metadata = read_metadata(self.path)
-        if not sidecar_path(self.path).is_file() and not output_is_softmax(data):
+        self.metadata = metadata or read_metadata(self.path)
+        if metadata is None and not sidecar_path(self.path).is_file() and not output_is_softmax(data):
             # No sidecar to say what the output is, and no SOFTMAX makes it: logits, so normalise them.
             self.metadata = dataclasses.replace(self.metadata, output="logits")
         inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
@@ -164,6 +185,10 @@ class TFLiteModel:
         if len(shape) != 4 or shape[1:] != (*self.metadata.input_size, 1):
             raise InferenceError(f"{self.path}: input shape {shape} is not (N, 28, 28, 1); not a digit model")
         out_shape = tuple(int(s) for s in self._out["shape"])
+        described = metadata is not None or sidecar_path(self.path).is_file()
+        if not described and out_shape and out_shape[-1] == len(self.metadata.labels) + 1:
+            # Undescribed, with one output more than the digits: digitkit's convention for "not a digit".
+            self.metadata = dataclasses.replace(self.metadata, **NOT_A_DIGIT_CONVENTION)
         if not out_shape or out_shape[-1] != len(self.metadata.labels):
             raise InferenceError(f"{self.path}: output shape {out_shape} does not give "
                                  f"{len(self.metadata.labels)} classes")

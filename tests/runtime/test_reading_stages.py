@@ -116,14 +116,18 @@ def test_split_touching_uses_only_digit_columns_and_keeps_narrow_blobs() -> None
 
 
 def test_a_not_a_digit_answer_is_never_reported(tiny_int8_tflite: Path) -> None:
+    import dataclasses
+
     clf = DigitClassifier(model_path=tiny_int8_tflite)
-    clf._digit_cols = list(range(9))  # pretend column 9 is the "not a digit" output
+    # Pretend output 9 is the "not a digit" answer, rejected at 0.6.
+    clf.model.metadata = dataclasses.replace(clf.model.metadata, not_a_digit=9, reject_threshold=0.6)
     seg = Segment(box=(0, 0, 10, 10), tile=np.zeros((28, 28), np.uint8))
     row = np.zeros((1, 10), np.float32)
-    row[0, 9] = 0.99
+    row[0, 9], row[0, 4] = 0.61, 0.39
     assert clf._reading("x", [seg], row).text == ""
-    row[0, 9], row[0, 4] = 0.0, 0.99
+    row[0, 9], row[0, 4] = 0.55, 0.45  # the likelier answer, but under the model's threshold: 4 stands
     assert clf._reading("x", [seg], row).text == "4"
+    assert clf._digit_probs(row).shape == (1, 9)
 
 
 def test_cli_explain_writes_one_picture_per_image(tiny_int8_tflite: Path, tmp_path: Path) -> None:
