@@ -221,6 +221,13 @@ class DigitClassifier:
         threshold = md.reject_threshold if md.reject_threshold is not None else 0.5
         return best, float(p[md.not_a_digit]) < threshold
 
+    @property
+    def _rejected(self):
+        """Row -> whether the model calls it "not a digit"; None for a digits-only model."""
+        if self.model.metadata.not_a_digit is None:
+            return None
+        return lambda p: not self.is_digit(p)[1]
+
     def _reading(self, name: str, segments: list[Segment], probs: np.ndarray) -> Reading:
         digits = []
         for seg, p in zip(segments, probs, strict=True):
@@ -293,7 +300,7 @@ class DigitClassifier:
                 result = item
             else:
                 new_segs, rows, _ = split_touching(segs, probs[at:at + len(segs)], self._predict,
-                                                   self._digit_probs, self.config.min_confidence)
+                                                   self._digit_probs, self._rejected)
                 result = self._reading(item, new_segs, rows)
             at += len(segs)
             yield (result, img) if keep_images else result

@@ -51,7 +51,7 @@ def explain(clf, image: np.ndarray) -> Explanation:  # clf: DigitClassifier (not
     bgr = bgr[:, :, :3].astype(np.uint8) if bgr.dtype != np.uint8 else bgr[:, :, :3]
     inkmap, segs = clf.stages(image)
     probs = clf._predict(np.stack([s.tile for s in segs])) if segs else np.zeros((0, len(clf._labels)))
-    final, rows, trace = split_touching(segs, probs, clf._predict, clf._digit_probs, clf.config.min_confidence)
+    final, rows, trace = split_touching(segs, probs, clf._predict, clf._digit_probs, clf._rejected)
     reading = clf._reading("", final, rows)
     kept = {d.box for d in reading.digits}
     panels = []

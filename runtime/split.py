@@ -197,7 +197,7 @@ MAX_DIGITS = 8  # a blob wider than this many heights is a rule or a scribble, n
 SPLIT_ASPECT = 1.0  # wider than this times its height may hold several digits
 
 
-def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, min_confidence: float,
+def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, rejected=None,
                    bonus: float = DIGIT_BONUS, cross: float = CROSS_COST,
                    aspect_weight: float = ASPECT_WEIGHT) -> tuple[list, np.ndarray, list]:
     """Replace each blob that may hold several digits by the best sequence of stretches of it.
@@ -207,8 +207,9 @@ def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, min_
         probs: the model's rows for their tiles.
         predict: tiles (n, 28, 28) uint8 -> probability rows; called once for all blobs.
         digit_probs: probability rows -> the (n, 10) digit part (drops a "not a digit" column).
-        min_confidence: unused by the rule today (kept so a model with a "not a digit" answer can be
-            given its own trigger).
+        rejected: probability row -> whether the model's own "not a digit" answer rejects it (None: the
+            model has no such answer). A rejected blob at least half as wide as tall is tried too: two
+            digits overlapping so much that their blob is narrow are still not one digit.
 
     Returns:
         The new segments, their probability rows, and for each input segment its plan (or None) and the
@@ -217,11 +218,12 @@ def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, min_
     from digitkit.runtime.segment import Segment
 
     plans: list[SplitPlan | None] = []
-    for seg in segments:
+    for seg, row in zip(segments, probs, strict=True):
         x, y, w, h = seg.box
-        # Only a blob wider than one digit is cut: trying every doubtful blob cut real single digits
-        # (a faint 0 into "61") on the development photos, and min_confidence stays the reject rule.
-        doubtful = SPLIT_ASPECT * h < w <= MAX_DIGITS * h
+        # A blob wider than one digit is cut. A low confidence alone is no reason: with a digits-only model
+        # that cut real single digits (a faint 0 into "61") on the development photos.
+        doubtful = SPLIT_ASPECT * h < w <= MAX_DIGITS * h or (
+            rejected is not None and 0.5 * h <= w <= MAX_DIGITS * h and rejected(row))
         plans.append(plan_split(seg.crop) if doubtful and seg.crop is not None else None)
     tried = [p for p in plans if p is not None]
     if not tried:

@@ -110,7 +110,7 @@ def test_split_touching_uses_only_digit_columns_and_keeps_narrow_blobs() -> None
 
     probs = np.zeros((2, 11), np.float32)
     probs[:, 3] = 1.0
-    segs, rows, trace = split_touching([narrow, wide], probs, predict, lambda p: p[:, :10], 0.35)
+    segs, rows, trace = split_touching([narrow, wide], probs, predict, lambda p: p[:, :10], None)
     assert len(calls) == 1 and trace[0][0] is None and trace[1][0] is not None
     assert segs[0] is narrow and rows.shape[1] == 11
 
@@ -206,3 +206,18 @@ def test_upright_leaves_a_level_line_alone() -> None:
     inkmap = InkMap(ink=ink, polarity="dark-on-light", threshold=100, noise=1.0)
     first = find_digits(ink, 100)
     assert upright(inkmap, first, SegmentConfig()) is first
+
+
+def test_a_blob_the_model_calls_not_a_digit_is_tried_even_when_narrow() -> None:
+    pair = _touching_pair()
+    narrow = Segment(box=(0, 0, 70, 100), tile=np.zeros((28, 28), np.uint8), crop=pair)  # w < SPLIT_ASPECT * h
+    row = np.zeros((1, 11), np.float32)
+    row[0, 10] = 0.9
+
+    def predict(tiles: np.ndarray) -> np.ndarray:
+        return np.tile(row, (len(tiles), 1))
+
+    _, _, trace = split_touching([narrow], row, predict, lambda p: p[:, :10], None)
+    assert trace[0][0] is None  # a digits-only model: a narrow blob is left alone
+    _, _, trace = split_touching([narrow], row, predict, lambda p: p[:, :10], lambda p: p[10] >= 0.5)
+    assert trace[0][0] is not None
