@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from digitkit.runtime.context import MIN_LINE, text_lines
 from digitkit.runtime.deskew import upright
 from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.fileio import is_temp
@@ -80,6 +81,18 @@ class Reading:
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "text": self.text, "digits": [d.to_dict() for d in self.digits]}
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """How one image was read, stage by stage (what ``--explain`` draws): the candidates that went to the
+    splitter, what it tried on each (plan, chosen stretches), the final tiles, their model rows, the reading."""
+
+    segments: list[Segment]
+    trace: list[tuple[Any, list[int]]]
+    final: list[Segment]
+    rows: np.ndarray
+    reading: Reading
 
 
 @dataclass(frozen=True)
@@ -228,11 +241,26 @@ class DigitClassifier:
             return None
         return lambda p: not self.is_digit(p)[1]
 
+    def read_candidates(self, name: str, segments: list[Segment], probs: np.ndarray) -> Candidates:
+        """One image's candidates and their model rows -> its reading: lines of text dropped, touching digits
+        split (:mod:`digitkit.runtime.split`), thresholds applied. Also returns what ``--explain`` draws."""
+        rejected = self._rejected
+        if rejected is not None and len(segments) >= MIN_LINE:  # a line of mostly non-digits is text
+            text = text_lines([s.box for s in segments], [rejected(p) for p in probs])
+            if any(text):
+                keep = [i for i, t in enumerate(text) if not t]
+                segments, probs = [segments[i] for i in keep], probs[keep]
+        final, rows, trace = split_touching(segments, probs, self._predict, self._digit_probs, rejected)
+        return Candidates(segments=segments, trace=trace, final=final, rows=rows,
+                          reading=self._reading(name, final, rows))
+
     def _reading(self, name: str, segments: list[Segment], probs: np.ndarray) -> Reading:
         digits = []
-        for seg, p in zip(segments, probs, strict=True):
-            label, kept = self.is_digit(p)
-            if kept and float(p[label]) >= self.config.min_confidence and \
+        flags = [self.is_digit(p) for p in probs]
+        text = (text_lines([s.box for s in segments], [not kept for _, kept in flags])
+                if self.model.metadata.not_a_digit is not None else [False] * len(segments))
+        for seg, p, (label, kept), in_text in zip(segments, probs, flags, text, strict=True):
+            if kept and not in_text and float(p[label]) >= self.config.min_confidence and \
                     stroke_width(seg.tile) <= self.config.max_stroke:
                 digits.append(Digit(label=int(self.model.metadata.labels[label]), confidence=float(p[label]),
                                     box=seg.box))
@@ -299,9 +327,7 @@ class DigitClassifier:
             if isinstance(item, ReadError):
                 result = item
             else:
-                new_segs, rows, _ = split_touching(segs, probs[at:at + len(segs)], self._predict,
-                                                   self._digit_probs, self._rejected)
-                result = self._reading(item, new_segs, rows)
+                result = self.read_candidates(item, segs, probs[at:at + len(segs)]).reading
             at += len(segs)
             yield (result, img) if keep_images else result
 

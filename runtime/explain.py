@@ -18,7 +18,6 @@ import numpy as np
 
 from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.fileio import atomic_path
-from digitkit.runtime.split import split_touching
 
 _WIDTH = 720  # the picture's width
 
@@ -51,8 +50,10 @@ def explain(clf, image: np.ndarray) -> Explanation:  # clf: DigitClassifier (not
     bgr = bgr[:, :, :3].astype(np.uint8) if bgr.dtype != np.uint8 else bgr[:, :, :3]
     inkmap, segs = clf.stages(image)
     probs = clf._predict(np.stack([s.tile for s in segs])) if segs else np.zeros((0, len(clf._labels)))
-    final, rows, trace = split_touching(segs, probs, clf._predict, clf._digit_probs, clf._rejected)
-    reading = clf._reading("", final, rows)
+    seen = clf.read_candidates("", segs, probs)
+    final, rows, trace, reading = seen.final, seen.rows, seen.trace, seen.reading
+    dropped = [s for s in segs if not any(s is t for t in seen.segments)]  # lines of text
+    segs = seen.segments
     kept = {d.box for d in reading.digits}
     panels = []
 
@@ -68,12 +69,15 @@ def explain(clf, image: np.ndarray) -> Explanation:  # clf: DigitClassifier (not
         shown = np.where(ink >= inkmap.threshold, 255, (ink.astype(np.float32) * 150 / max(inkmap.threshold, 1)))
         shown = cv2.cvtColor(shown.astype(np.uint8), cv2.COLOR_GRAY2BGR)
         f = ink.shape[1] / bgr.shape[1]
+        for seg in dropped:
+            x, y, w, h = (round(v * f) for v in seg.box)
+            cv2.rectangle(shown, (x, y), (x + w, y + h), (0, 0, 160), 1)
         for seg, (_plan, chosen) in zip(segs, trace, strict=True):
             x, y, w, h = (round(v * f) for v in seg.box)
             colour = (255, 128, 0) if len(chosen) > 1 else (0, 200, 0) if seg.box in kept else (0, 0, 255)
             cv2.rectangle(shown, (x, y), (x + w, y + h), colour, 1)
         panels.append(_label(_fit(shown, _WIDTH), f"ink map ({inkmap.polarity}, threshold {inkmap.threshold}); "
-                                                  "green kept, red rejected, blue split"))
+                                                  "green kept, red rejected, dark red text line, blue split"))
         for seg, (plan, chosen) in zip(segs, trace, strict=True):
             if plan is None:
                 continue

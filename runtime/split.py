@@ -28,6 +28,7 @@ MIN_WIDTH = 0.12  # narrowest stretch (a "1"), as a fraction of the blob's heigh
 MAX_WIDTH = 1.3  # widest stretch that may hold one digit
 SEED_STEP = 0.08  # grid of extra cut seeds, as a fraction of the height
 BAND = 0.15  # how far a cut may wander from its seed column
+MIN_GAP = 2.0  # work pixels between two cuts kept
 BEND_COST = 24.0  # extra cost of one diagonal step of a cut, in ink levels (0-255)
 DIGIT_BONUS = 0.6  # added per digit to the sequence's log-probability (tuned on MNIST-train lines)
 CROSS_COST = 0.8  # subtracted per stroke a cut goes through (tuned on MNIST-train lines)
@@ -101,10 +102,14 @@ def plan_split(crop: np.ndarray) -> SplitPlan | None:
     left_edge, right_edge = np.zeros((1, h), np.int64), np.full((1, h), w, np.int64)
     if len(seeds):
         paths = _cut_paths(ink, seeds, max(1, int(BAND * h)))
-        # Identical (or nearly) cuts waste model calls: keep one per mean column.
-        _, first = np.unique(np.round(paths.mean(1)).astype(np.int64), return_index=True)
-        paths = paths[np.sort(first)]
+        # Nearly identical cuts waste model calls: keep one per MIN_GAP columns (many seeds find one gap).
         paths = paths[np.argsort(paths.mean(1))]
+        mean, kept, last = paths.mean(1), [], -np.inf
+        for k, m in enumerate(mean):
+            if m - last >= MIN_GAP:
+                kept.append(k)
+                last = m
+        paths = paths[kept]
         paths = np.concatenate([left_edge, paths, right_edge])
     else:
         paths = np.concatenate([left_edge, right_edge])
@@ -195,6 +200,11 @@ def stretch_scores(digit_p: np.ndarray, log_aspect: np.ndarray, weight: float = 
 
 MAX_DIGITS = 8  # a blob wider than this many heights is a rule or a scribble, not a number to cut
 SPLIT_ASPECT = 1.0  # wider than this times its height may hold several digits
+SURE_ASPECT = 1.4  # ... but up to this width, a blob read this surely (SURE) is taken as one digit
+SURE = 0.95
+SPLIT_REJECTED = True  # also try blobs the model calls "not a digit" (when it has that answer)
+PIECE_SURE = 0.7  # with that answer, every piece of an accepted split is read at least this surely
+PIECE_HEIGHT = 0.6  # ... and is at least this tall relative to the blob
 
 
 def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, rejected=None,
@@ -222,15 +232,21 @@ def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, reje
         x, y, w, h = seg.box
         # A blob wider than one digit is cut. A low confidence alone is no reason: with a digits-only model
         # that cut real single digits (a faint 0 into "61") on the development photos.
+        is_rejected = rejected is not None and rejected(row)
         doubtful = SPLIT_ASPECT * h < w <= MAX_DIGITS * h or (
-            rejected is not None and 0.5 * h <= w <= MAX_DIGITS * h and rejected(row))
+            SPLIT_REJECTED and is_rejected and 0.5 * h <= w <= MAX_DIGITS * h)
+        # A blob not much wider than a digit that the model reads with confidence is left alone: it is
+        # usually one wide digit, and trying dozens of stretches for every such blob costs the camera its speed.
+        if doubtful and not is_rejected and w <= SURE_ASPECT * h and float(digit_probs(row[None])[0].max()) >= SURE:
+            doubtful = False
         plans.append(plan_split(seg.crop) if doubtful and seg.crop is not None else None)
     tried = [p for p in plans if p is not None]
     if not tried:
         return list(segments), probs, [(None, []) for _ in segments]
     piece_probs = predict(np.concatenate([p.tiles for p in tried]))
     aspect = np.log(np.array([b[2] / max(b[3], 1) for p in tried for b in p.boxes], np.float32))
-    scores = stretch_scores(digit_probs(piece_probs), aspect, aspect_weight)
+    d_pieces = digit_probs(piece_probs)
+    scores = stretch_scores(d_pieces, aspect, aspect_weight)
     out_segs, out_rows, trace = [], [], []
     at = 0
     for seg, row, plan in zip(segments, probs, plans, strict=True):
@@ -241,6 +257,13 @@ def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, reje
             continue
         n = len(plan.spans)
         chosen = best_sequence(plan, scores[at:at + n], bonus, cross)
+        # With a "not a digit" answer, a split stands only if the model takes every piece for a digit, surely,
+        # and every piece is nearly as tall as the blob (digits of one number): cutting a letter or a doodle
+        # into strokes must not manufacture digits out of it (a lone stroke is always a fine "1").
+        if rejected is not None and any(
+                rejected(piece_probs[at + k]) or float(d_pieces[at + k].max()) < PIECE_SURE
+                or plan.boxes[k][3] < PIECE_HEIGHT * seg.crop.shape[0] for k in chosen):
+            chosen = []
         trace.append((plan, chosen))
         if len(chosen) <= 1:
             out_segs.append(seg)
