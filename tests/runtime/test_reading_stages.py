@@ -221,3 +221,15 @@ def test_a_blob_the_model_calls_not_a_digit_is_tried_even_when_narrow() -> None:
     assert trace[0][0] is None  # a digits-only model: a narrow blob is left alone
     _, _, trace = split_touching([narrow], row, predict, lambda p: p[:, :10], lambda p: p[10] >= 0.5)
     assert trace[0][0] is not None
+
+
+def test_a_line_of_mostly_rejected_candidates_is_text_and_a_short_or_digit_line_is_not() -> None:
+    from digitkit.runtime.context import lines_of, text_lines
+
+    word = [(10 + 30 * i, 100, 25, 40) for i in range(5)]  # one line of five letters
+    number = [(10 + 30 * i, 300, 25, 40) for i in range(4)]  # a line of digits below it
+    boxes = word + number
+    rejected = [True, False, True, True, False] + [False, False, True, False]
+    assert [sorted(line) for line in lines_of(boxes)] == [[0, 1, 2, 3, 4], [5, 6, 7, 8]]
+    assert text_lines(boxes, rejected) == [True] * 5 + [False] * 4
+    assert text_lines(word[:2], [True, True]) == [False, False]  # two candidates: too short to judge
