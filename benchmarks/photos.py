@@ -62,15 +62,19 @@ def ink_on(sheet: np.ndarray, alpha: np.ndarray, x: int, y: int, rng: np.random.
     region[:] = region * (1 - a) + region * color * a
 
 
-def make_photo(tiles: list[np.ndarray], rng: np.random.Generator,
-               size: tuple[int, int] = SIZE) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-    """A photo of the MNIST tiles (white-on-black 28x28) written in a row; [] gives a blank page.
+def make_photo(tiles: list[np.ndarray], rng: np.random.Generator, size: tuple[int, int] = SIZE,
+               angle: float = 0.0) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A photo of the MNIST tiles (white-on-black 28x28) written in a row; [] gives a blank page. With
+    ``angle`` (degrees, counter-clockwise) the row is written at that slope, centred in the frame.
 
     Returns:
-        The uint8 BGR photo and each digit's box (x, y, w, h).
+        The uint8 BGR photo and each digit's box (x, y, w, h) (before turning, when ``angle`` is set).
     """
     w, h = size
     sheet = paper(rng, size)
+    page = sheet
+    if angle:  # write on a white layer, turn it, then lay it on the paper (ink multiplies the paper)
+        sheet = np.full_like(page, 255.0)
     boxes: list[tuple[int, int, int, int]] = []
     if tiles:
         crops = []
@@ -82,6 +86,10 @@ def make_photo(tiles: list[np.ndarray], rng: np.random.Generator,
         widths = [c.shape[1] * height / 20 for c in crops]
         total = sum(widths) + sum(gaps)
         f = min(1.0, (w - 60) / total)  # shrink a long number so it fits with a margin
+        if angle:  # and so that it still fits once turned
+            t = np.deg2rad(abs(angle))
+            f = min(f, (h - 60) / (total * np.sin(t) + 1.3 * height * np.cos(t)),
+                    (w - 60) / (total * np.cos(t) + 1.3 * height * np.sin(t)))
         height, total = height * f, total * f
         x = rng.uniform(30, w - 30 - total)
         y0 = rng.uniform(30, h - 30 - 1.2 * height)
@@ -96,6 +104,17 @@ def make_photo(tiles: list[np.ndarray], rng: np.random.Generator,
             ink_on(sheet, alpha, xx, yy, rng, darkness)
             boxes.append((xx, yy, cw, ch))
             x += cw + (gaps[i] * f if i < len(gaps) else 0)
+    if angle:
+        if boxes:
+            cx = (boxes[0][0] + boxes[-1][0] + boxes[-1][2]) / 2
+            cy = float(np.mean([b[1] + b[3] / 2 for b in boxes]))
+        else:
+            cx, cy = w / 2, h / 2
+        m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+        m[0, 2] += w / 2 - cx
+        m[1, 2] += h / 2 - cy
+        layer = cv2.warpAffine(sheet, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
+        sheet = page * (layer / 255.0)
     return camera(sheet, rng), boxes
 
 
@@ -171,13 +190,15 @@ def test_digits(data_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return d.x_test, d.y_test
 
 
-def photo_set(x: np.ndarray, y: np.ndarray, n: int, seed: int, blank_every: int = 10):
-    """``n`` (photo, true text) pairs; every ``blank_every``-th photo is a blank page (text "")."""
+def photo_set(x: np.ndarray, y: np.ndarray, n: int, seed: int, blank_every: int = 10, max_tilt: float = 0.0):
+    """``n`` (photo, true text) pairs; every ``blank_every``-th photo is a blank page (text ""). With
+    ``max_tilt`` each number is written at a slope of up to that many degrees either way."""
     rng = np.random.default_rng(seed)
     for i in range(n):
         k = 0 if i % blank_every == blank_every - 1 else int(rng.integers(1, 5))
         idx = rng.integers(0, len(x), k)
-        photo, _ = make_photo([x[j] for j in idx], rng)
+        angle = float(rng.uniform(-max_tilt, max_tilt)) if max_tilt else 0.0
+        photo, _ = make_photo([x[j] for j in idx], rng, angle=angle)
         yield photo, "".join(str(int(y[j])) for j in idx)
 
 
@@ -207,7 +228,7 @@ class QualityResult:
 
 
 def quality(model: str, data_dir: str, n: int, dev: bool, min_confidence: float | None,
-            show_errors: int = 0) -> QualityResult:
+            show_errors: int = 0, max_tilt: float = 0.0) -> QualityResult:
     sys.path.insert(0, str(REPO))
     from digitkit.runtime.classifier import ClassifyConfig, DigitClassifier
 
@@ -218,7 +239,7 @@ def quality(model: str, data_dir: str, n: int, dev: bool, min_confidence: float 
     clf = DigitClassifier(config=cfg)
     exact = dist = total = blanks = on_blank = 0
     spent = 0.0
-    for i, (photo, truth) in enumerate(photo_set(x, y, n, seed)):
+    for i, (photo, truth) in enumerate(photo_set(x, y, n, seed, max_tilt=max_tilt)):
         t = time.perf_counter()
         text = clf.classify(photo).text
         spent += time.perf_counter() - t
@@ -236,7 +257,8 @@ def quality(model: str, data_dir: str, n: int, dev: bool, min_confidence: float 
             print(f"photo {i}: truth {truth!r} read {text!r}")
     return QualityResult(images=n, exact=exact / n, digit_accuracy=1 - dist / max(total, 1), blank_pages=blanks,
                          digits_on_blank_pages=on_blank, seconds_per_photo=spent / n,
-                         min_confidence=clf.config.min_confidence, model=model, subset=subset)
+                         min_confidence=clf.config.min_confidence, model=model,
+                         subset=subset + (f", tilted up to {max_tilt:g} deg" if max_tilt else ""))
 
 
 def rejection(model: str, data_dir: str, n: int, thresholds: tuple[float, ...]) -> dict[str, object]:
@@ -292,10 +314,11 @@ def main() -> None:
     ap.add_argument("--dev", action="store_true", help="the tuning slice (test digits 0-999) instead")
     ap.add_argument("--min-confidence", type=float)
     ap.add_argument("--show-errors", type=int, default=0)
+    ap.add_argument("--tilt", type=float, default=0.0, help="write each number at a slope of up to this many degrees")
     ap.add_argument("--out", help="write the result as JSON here")
     a = ap.parse_args()
     if a.what == "quality":
-        res = quality(a.model, a.data_dir, a.n, a.dev, a.min_confidence, a.show_errors).to_dict()
+        res = quality(a.model, a.data_dir, a.n, a.dev, a.min_confidence, a.show_errors, a.tilt).to_dict()
         res["bars"] = {"exact>=0.95": res["exact"] >= 0.95, "digits>=0.97": res["digit_accuracy"] >= 0.97,
                        "blank==0": res["digits_on_blank_pages"] == 0}
     else:

@@ -9,6 +9,7 @@ One interpreter per classifier; digit tiles from many images are batched through
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,12 +19,16 @@ from typing import Any
 import cv2
 import numpy as np
 
+from digitkit.runtime.context import MIN_LINE, text_lines
+from digitkit.runtime.deskew import upright
 from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.images import DEFAULT_MAX_PIXELS, load_image, read_image
 from digitkit.runtime.inputs import IMAGE_SUFFIXES, ReadError, check_output_folder, expand_paths
 from digitkit.runtime.interpreter import TFLiteModel
-from digitkit.runtime.preprocess import as_mnist_tile, ink_map, stroke_width, to_gray
+from digitkit.runtime.preprocess import InkMap, as_mnist_tile, ink_map, stroke_width, to_gray
+from digitkit.runtime.rules import remove_rules
 from digitkit.runtime.segment import Segment, SegmentConfig, find_digits
+from digitkit.runtime.split import split_touching
 
 _REPORT = "please report it with the file if it is a genuine picture"
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -110,6 +115,18 @@ class Reading:
         return out
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """How one image was read, stage by stage (what ``--explain`` draws): the candidates that went to the
+    splitter, what it tried on each (plan, chosen stretches), the final tiles, their model rows, the reading."""
+
+    segments: list[Segment]
+    trace: list[tuple[Any, list[int]]]
+    final: list[Segment]
+    rows: np.ndarray
+    reading: Reading
+
+
 Source = str | os.PathLike[str] | np.ndarray
 
 
@@ -136,31 +153,49 @@ class DigitClassifier:
         path = resolve_model(cfg.model_path)
         self.model = TFLiteModel(path, backend=cfg.backend, threads=cfg.threads)
         self.tile_size = self.model.metadata.input_size
+        self._labels = self.model.metadata.labels
 
     # --- one image -> digit candidates (no model call) ---
 
     def segment(self, image: np.ndarray) -> list[Segment]:
         """The digit candidates of one image, left to right, as MNIST-normalised tiles."""
+        return self.stages(image)[1]
+
+    def stages(self, image: np.ndarray) -> tuple[InkMap | None, list[Segment]]:
+        """The ink map (None for a picture that already is a tile; at the working size, see ``max_side``)
+        and the digit candidates of one image: what ``segment`` returns and ``--explain`` draws."""
         gray = to_gray(image)
         if gray.shape == self.tile_size:
             tile = as_mnist_tile(gray, self.config.min_contrast)
             if tile is None:
-                return []
+                return None, []
             ys, xs = np.nonzero(tile > 63)
             box = (int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1) if len(xs) \
                 else (0, 0, *tile.shape[::-1])
-            return [Segment(box=box, tile=tile)]
+            return None, [Segment(box=box, tile=tile)]
         scale = min(1.0, self.config.max_side / max(gray.shape))
         if scale < 1.0:  # a 12-megapixel phone photo: its digits stay legible at this size, and RAM stays small
             size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))  # a 1x3000 strip
             gray = cv2.resize(gray, size,
                               interpolation=cv2.INTER_AREA)
         inkmap = ink_map(gray, self.config.polarity, self.config.min_contrast)
+        ink, removed = remove_rules(inkmap.ink, inkmap.threshold)
+        if removed.any():  # Otsu split the rules (often the darkest ink) from the rest: split what is left
+            otsu, _ = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+            inkmap = dataclasses.replace(inkmap, ink=ink, threshold=int(max(otsu, inkmap.floor)))
         segments = find_digits(inkmap.ink, inkmap.threshold, self.config.segment)
-        if scale < 1.0:
-            segments = [Segment(box=tuple(round(v / scale) for v in s.box), tile=s.tile)  # type: ignore[arg-type]
+        segments = upright(inkmap, segments, self.config.segment)
+        if scale < 1.0:  # boxes to the original's pixels; a crop's origin stays in the working picture's
+            segments = [dataclasses.replace(s, box=tuple(round(v / scale) for v in s.box), px=1.0 / scale)
                         for s in segments]
-        return segments
+        return inkmap, segments
+
+    def _predict(self, tiles: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(tiles, batch_size=max(len(tiles), 1))
+
+    def _digit_probs(self, probs: np.ndarray) -> np.ndarray:
+        """The ten digit columns of the model's rows (a "not a digit" column, if any, dropped)."""
+        return probs[:, self.model.metadata.digit_indices]
 
     def is_digit(self, p: np.ndarray) -> tuple[int, bool]:
         """(the best digit output, whether the model's own "not a digit" answer lets it stand) for one
@@ -173,11 +208,34 @@ class DigitClassifier:
         threshold = md.reject_threshold if md.reject_threshold is not None else 0.5
         return best, float(p[md.not_a_digit]) < threshold
 
-    def _reading(self, name: str, pages: int, segments: list[Segment], probs: np.ndarray) -> Reading:
+    @property
+    def _rejected(self):
+        """Row -> whether the model calls it "not a digit"; None for a digits-only model."""
+        if self.model.metadata.not_a_digit is None:
+            return None
+        return lambda p: not self.is_digit(p)[1]
+
+    def read_candidates(self, name: str, segments: list[Segment], probs: np.ndarray,
+                        pages: int = 1) -> Candidates:
+        """One image's candidates and their model rows -> its reading: lines of text dropped, touching digits
+        split (:mod:`digitkit.runtime.split`), thresholds applied. Also returns what ``--explain`` draws."""
+        rejected = self._rejected
+        if rejected is not None and len(segments) >= MIN_LINE:  # a line of mostly non-digits is text
+            text = text_lines([s.box for s in segments], [rejected(p) for p in probs])
+            if any(text):
+                keep = [i for i, t in enumerate(text) if not t]
+                segments, probs = [segments[i] for i in keep], probs[keep]
+        final, rows, trace = split_touching(segments, probs, self._predict, self._digit_probs, rejected)
+        return Candidates(segments=segments, trace=trace, final=final, rows=rows,
+                          reading=self._reading(name, final, rows, pages=pages))
+
+    def _reading(self, name: str, segments: list[Segment], probs: np.ndarray, pages: int = 1) -> Reading:
         digits = []
-        for seg, p in zip(segments, probs, strict=True):
-            label, kept = self.is_digit(p)
-            if kept and float(p[label]) >= self.config.min_confidence and \
+        flags = [self.is_digit(p) for p in probs]
+        text = (text_lines([s.box for s in segments], [not kept for _, kept in flags])
+                if self.model.metadata.not_a_digit is not None else [False] * len(segments))
+        for seg, p, (label, kept), in_text in zip(segments, probs, flags, text, strict=True):
+            if kept and not in_text and float(p[label]) >= self.config.min_confidence and \
                     stroke_width(seg.tile) <= self.config.max_stroke:
                 digits.append(Digit(label=int(self.model.metadata.labels[label]), confidence=float(p[label]),
                                     box=seg.box))
@@ -249,7 +307,11 @@ class DigitClassifier:
                  else np.zeros((0, len(self.model.metadata.labels)), np.float32))
         at = 0
         for item, segs, img in pending:
-            result = item if isinstance(item, ReadError) else self._reading(*item, segs, probs[at:at + len(segs)])
+            if isinstance(item, ReadError):
+                result = item
+            else:
+                name, pages = item
+                result = self.read_candidates(name, segs, probs[at:at + len(segs)], pages=pages).reading
             at += len(segs)
             yield (result, img) if keep_images else result
 
@@ -263,7 +325,8 @@ class DigitClassifier:
 
 
 def classify(paths: Iterable[str | os.PathLike[str]], config: ClassifyConfig | None = None,
-             annotate_dir: str | os.PathLike[str] | None = None) -> Iterator[Reading | ReadError]:
+             annotate_dir: str | os.PathLike[str] | None = None,
+             explain_dir: str | os.PathLike[str] | None = None) -> Iterator[Reading | ReadError]:
     """Read every image under ``paths`` (files, folders, globs); the library behind ``digitkit classify``.
 
     What can fail for the whole run is checked here, before any image is read: the output folder (not an
@@ -274,6 +337,8 @@ def classify(paths: Iterable[str | os.PathLike[str]], config: ClassifyConfig | N
         config: options (defaults: :class:`ClassifyConfig`).
         annotate_dir: if set, write a copy of each image with boxes, labels and confidences there, as soon
             as its reading is known; existing files are never replaced (a taken name gets ``-2``, ``-3``...).
+        explain_dir: if set, write one picture per image of the reading's stages there
+            (:mod:`digitkit.runtime.explain`).
 
     Returns:
         An iterator of a :class:`Reading` or :class:`ReadError` per input, in order.
@@ -283,22 +348,31 @@ def classify(paths: Iterable[str | os.PathLike[str]], config: ClassifyConfig | N
         cannot be created or cannot be written to.
     """
     inputs: Sequence[str] = [os.fspath(p) for p in paths]
-    if annotate_dir is not None:
-        check_output_folder(annotate_dir, inputs)
+    for folder in (annotate_dir, explain_dir):  # inputs are sacred: neither may write over what is read
+        if folder is not None:
+            check_output_folder(folder, inputs)
     clf = DigitClassifier(config=config)
-    if annotate_dir is None:
+    if annotate_dir is None and explain_dir is None:
         return clf.classify_many(expand_paths(inputs))
     from digitkit.runtime.draw import AnnotationWriter
+    from digitkit.runtime.explain import ExplainWriter
 
-    return _annotated(clf, inputs, AnnotationWriter(annotate_dir))
+    writer = AnnotationWriter(annotate_dir) if annotate_dir is not None else None
+    explainer = ExplainWriter(explain_dir) if explain_dir is not None else None
+    return _annotated(clf, inputs, writer, explainer)
 
 
-def _annotated(clf: DigitClassifier, inputs: Sequence[str], writer: Any) -> Iterator[Reading | ReadError]:
+def _annotated(clf: DigitClassifier, inputs: Sequence[str], writer: Any,
+               explainer: Any) -> Iterator[Reading | ReadError]:
     for result, img in clf.classify_many(expand_paths(inputs), keep_images=True):
         if isinstance(result, Reading) and img is not None:
             try:
-                writer.write(result, img)
+                if writer is not None:
+                    writer.write(result, img)
+                if explainer is not None:
+                    explainer.write(clf, result.path, img)
             except OSError as exc:
-                result = ReadError(result.path, f"could not write the annotated copy: {exc.strerror or exc}")
+                what = "annotated copy" if explainer is None else "annotated copy or explanation"
+                result = ReadError(result.path, f"could not write the {what}: {exc.strerror or exc}")
         del img  # drawn on in place: let it go before the next one is decoded
         yield result

@@ -36,6 +36,10 @@ def classify(
         help="Write copies of the images with boxes, labels and confidences to this folder "
         "(not an input folder, nor inside one). Existing files are never replaced: a taken name gets -2, -3, ...",
         file_okay=False)] = None,
+    explain: Annotated[Path | None, typer.Option(
+        "--explain", help="Write one picture per image of how it was read (ink map, kept and dropped candidates, "
+                          "cuts tried, the 28x28 tiles with label and score) to this folder.",
+        file_okay=False)] = None,
     backend: Annotated[str | None, typer.Option(
         "--backend", metavar="NAME", help="litert or tflite-runtime (default: the first installed).")] = None,
     max_pixels: Annotated[int, typer.Option(
@@ -51,7 +55,7 @@ def classify(
     """
     config = ClassifyConfig(model_path=model, min_confidence=min_confidence,
                             threads=threads, backend=backend, max_pixels=max_pixels)
-    results = run_classify(paths, config, annotate_dir=save_annotated)
+    results = run_classify(paths, config, annotate_dir=save_annotated, explain_dir=explain)
     failed = 0
     if as_json:
         for result in results:

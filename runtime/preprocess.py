@@ -30,6 +30,7 @@ class InkMap:
     polarity: str  # "dark-on-light" or "light-on-dark": what the picture was
     threshold: int  # ink level separating strokes from paper (Otsu, floored by the noise and min_contrast)
     noise: float  # robust standard deviation of the paper's ink level
+    floor: int = 1  # the threshold's floor (noise and min_contrast): Otsu's part may be redone on less ink
 
     def to_dict(self) -> dict[str, object]:
         return {"polarity": self.polarity, "threshold": self.threshold, "noise": round(self.noise, 2)}
@@ -166,8 +167,8 @@ def ink_map(gray: np.ndarray, polarity: str = "auto", min_contrast: int = 40) ->
     med = float(np.median(sample))
     noise = 1.4826 * float(np.median(np.abs(sample - med)))
     otsu, _ = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    threshold = int(max(otsu, med + 6.0 * noise, min_contrast, 1))  # ink 0 is paper, whatever min_contrast
-    return InkMap(ink=ink, polarity=polarity, threshold=threshold, noise=noise)
+    floor = int(max(med + 6.0 * noise, min_contrast, 1))  # ink 0 is paper, whatever min_contrast
+    return InkMap(ink=ink, polarity=polarity, threshold=int(max(otsu, floor)), noise=noise, floor=floor)
 
 
 def mnist_normalise(ink: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from digitkit.runtime.preprocess import mnist_normalise, require_gray
+from digitkit.runtime.strokes import normalise_strokes
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,12 @@ class Segment:
 
     box: tuple[int, int, int, int]  # x, y, w, h in the picture's pixels
     tile: np.ndarray  # uint8 (28, 28), white on black
+    # The cleaned ink crop the tile was made from (None for a picture that already is a tile), where its
+    # top-left corner is in the ink map, and picture pixels per ink-map pixel: what splitting a blob needs.
+    crop: np.ndarray | None = None
+    origin: tuple[int, int] = (0, 0)
+    px: float = 1.0
+    back: np.ndarray | None = None  # 2x3: the crop's picture (turned upright) -> the ink map, if it was turned
 
     def to_dict(self) -> dict[str, object]:
         return {"box": list(self.box)}
@@ -32,6 +39,10 @@ class SegmentConfig:
     min_height_fraction: float = 0.4  # a digit in a line is at least this tall relative to the tallest
     min_area_fraction: float = 0.00005  # of the picture's area
     max_digits: int = 32  # more candidates than this is texture, not a number
+    max_stroke: float = 0.62  # widest stroke / longer side of the box; wider is a blob (MNIST max: 0.60)
+    # Hysteresis (ink down to this fraction of the threshold joining a stroke it touches) is off: at 0.5 and
+    # 0.7 it joined digits to the remains of cell borders and shadows (69 and 68 of 87 photos, against 73).
+    hysteresis: float = 1.0  # ink down to this fraction of the threshold joins a stroke it touches
 
 
 class _Groups:
@@ -75,10 +86,19 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
     H, W = ink.shape
     if H == 0 or W == 0:
         return []  # OpenCV's connected components crash the process (SIGSEGV) on an empty image
-    binary = (ink >= threshold).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    # Hysteresis: strokes are what reaches the threshold, plus the fainter ink connected to it, so a faint
+    # pencil or thin-pen digit whose stroke dips below the threshold in places stays one component.
+    weak = (ink >= max(1, int(cfg.hysteresis * threshold))).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
     if n <= 1:
         return []
+    strong = np.zeros(n, bool)
+    strong[np.unique(labels[ink >= threshold])] = True
+    strong[0] = False
+    if not strong[1:].all():
+        labels = np.where(strong[labels], labels, 0)
+        stats = stats.copy()
+        stats[~strong, cv2.CC_STAT_AREA] = 0  # dropped below, as specks
     stats = stats[1:]  # drop the background component
     min_area = max(4.0, cfg.min_area_fraction * H * W)
     keep = []
@@ -89,6 +109,10 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
         touches = int(x == 0) + int(y == 0) + int(x + w == W) + int(y + h == H)
         if touches and not small_picture and (touches >= 2 or w >= 0.5 * W or h >= 0.5 * H):
             continue  # a page edge, a desk, a shadow: not a digit
+        if touches and (h >= 4 * w and w <= 0.06 * W or w >= 4 * h and h <= 0.06 * H):
+            continue  # a thin strip along the frame: the rest of a cell border or the sheet's edge
+        if touches and not small_picture and max(w, h) < 0.1 * min(H, W):
+            continue  # a speck cut by the frame: too little of anything to read
         keep.append(i)
     if not keep:
         return []
@@ -127,7 +151,14 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
         x1 = max(int(boxes[k][0] + boxes[k][2]) for k in ks)
         y1 = max(int(boxes[k][1] + boxes[k][3]) for k in ks)
         candidates.append(((x0, y0, x1 - x0, y1 - y0), [keep[k] + 1 for k in ks]))
-    top = max(b[3] for b, _ in candidates)
+    # A filled shape (a shadow, a thumb, a blot) is not writing, and must not set the line's height below.
+    candidates = [c for c in candidates if not _solid(labels, c, cfg.max_stroke)]
+    if not candidates:
+        return []
+    # The line's height comes from candidates wholly inside the picture: something cut by the frame (a
+    # shadow's corner, the desk) must not make every real digit look too small to keep.
+    inside = [b[3] for b, _ in candidates if b[0] > 0 and b[1] > 0 and b[0] + b[2] < W and b[1] + b[3] < H]
+    top = max(inside or [b[3] for b, _ in candidates])
     candidates = [c for c in candidates if c[0][3] >= max(cfg.min_height_px, cfg.min_height_fraction * top)]
     if len(candidates) > cfg.max_digits:
         return []
@@ -144,7 +175,8 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
         near = cv2.dilate(mine.astype(np.uint8), np.ones((2 * p + 1, 2 * p + 1), np.uint8)).astype(bool)
         crop[~near | ((lab > 0) & ~mine)] = 0
         crop = _clean(crop, threshold, mine)
-        segments.append(Segment(box=(x, y, w, h), tile=mnist_normalise(crop)))
+        segments.append(Segment(box=(x, y, w, h), tile=mnist_normalise(normalise_strokes(crop)), crop=crop,
+                                origin=(X0, Y0)))
     return segments
 
 
@@ -175,3 +207,14 @@ def _clean(crop: np.ndarray, threshold: int, mine: np.ndarray) -> np.ndarray:
     scale = 255.0 / max(peak - floor, 1.0)
     out = (crop.astype(np.float32) - floor) * scale
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _solid(labels: np.ndarray, candidate: tuple, max_stroke: float) -> bool:
+    """Whether a candidate's widest stroke (twice its largest inscribed radius) exceeds ``max_stroke`` of its
+    box's longer side: the same rule as :func:`digitkit.runtime.preprocess.stroke_width` on the tile."""
+    (x, y, w, h), ids = candidate
+    mask = np.isin(labels[y:y + h, x:x + w], ids).astype(np.uint8)
+    # Padded by one pixel so a shape cut by the crop's edge is measured as if the paper went on.
+    radius = float(cv2.distanceTransform(cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0),
+                                         cv2.DIST_L2, 3).max())
+    return 2.0 * radius > max_stroke * max(w, h)

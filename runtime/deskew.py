@@ -1,0 +1,102 @@
+"""Tilted lines: estimate the angle of the writing and turn the ink map upright before it is segmented.
+
+The angle comes from the classic projection-profile test: ink pixels are projected onto the axis
+perpendicular to each trial angle, and the angle whose profile is the most peaked (the largest sum of
+squared bin counts) is the one the lines of writing run along. It runs only when the first segmentation
+hints at a tilt (the candidates' centres climb or fall from left to right, or one blob is wider than a
+digit), so an upright page costs nothing more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from digitkit.runtime.preprocess import InkMap
+from digitkit.runtime.segment import Segment, SegmentConfig, find_digits
+
+MAX_ANGLE = 35.0  # degrees: steeper is read as it is
+MIN_ANGLE = 4.0  # degrees: less than this is handwriting's own wobble, not worth a resampling
+_STEP = 1.0
+_POINTS = 4000  # ink pixels sampled for the profile test
+
+
+def profile_angle(binary: np.ndarray, around: float = 0.0, span: float = MAX_ANGLE) -> float:
+    """The angle (degrees, counter-clockwise positive as the picture is displayed: a line rising to the
+    right) in ``around +- span`` whose projection profile of the 0/1 ink ``binary`` is the most peaked."""
+    ys, xs = np.nonzero(binary)
+    if len(xs) < 20:
+        return 0.0
+    if len(xs) > _POINTS:
+        pick = np.random.default_rng(0).choice(len(xs), _POINTS, replace=False)
+        ys, xs = ys[pick], xs[pick]
+    x = xs.astype(np.float32) - xs.mean()
+    y = ys.astype(np.float32) - ys.mean()
+    angles = np.arange(max(-MAX_ANGLE, around - span), min(MAX_ANGLE, around + span) + 1e-6, _STEP)
+    th = np.deg2rad(angles).astype(np.float32)
+    # Distance of each point across a line at angle a (y grows downward, so a rising line has -dy/dx).
+    proj = y[None, :] * np.cos(th)[:, None] + x[None, :] * np.sin(th)[:, None]
+    lo = float(proj.min())
+    bins = np.clip(((proj - lo) / 1.5).astype(np.int64), 0, None)
+    scores = [float(np.square(np.bincount(b)).sum()) for b in bins]
+    return float(angles[int(np.argmax(scores))])
+
+
+def tilt_hint(boxes: list[tuple[int, int, int, int]]) -> float | None:
+    """A rough angle (degrees) from the candidates' boxes when they hint at a tilted line, else None."""
+    if not boxes:
+        return None
+    if len(boxes) == 1:
+        x, y, w, h = boxes[0]
+        return 0.0 if w > 1.3 * h else None  # one wide blob: a tilted line of touching digits, maybe
+    c = np.array([(x + w / 2, y + h / 2) for x, y, w, h in boxes], np.float32)
+    hmed = float(np.median([b[3] for b in boxes]))
+    c = c[np.argsort(c[:, 0])]
+    d = np.diff(c, axis=0)
+    near = (d[:, 0] > 0) & (d[:, 0] < 3 * hmed) & (np.abs(d[:, 1]) < 1.2 * d[:, 0])
+    if not near.any():
+        return None
+    angle = float(np.degrees(np.arctan2(-d[near, 1], d[near, 0])).mean())
+    return angle if abs(angle) >= MIN_ANGLE else None
+
+
+def rotate(ink: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """``ink`` turned by ``angle`` degrees about its centre (so a line at ``angle`` becomes level), on a
+    canvas big enough to hold all of it; and the 2x3 matrix from the turned picture back to ``ink``'s."""
+    h, w = ink.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), -angle, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(np.ceil(w * cos + h * sin)), int(np.ceil(w * sin + h * cos))
+    m[0, 2] += nw / 2 - w / 2
+    m[1, 2] += nh / 2 - h / 2
+    out = cv2.warpAffine(ink, m, (nw, nh), flags=cv2.INTER_LINEAR, borderValue=0)
+    return out, cv2.invertAffineTransform(m)
+
+
+def box_back(box: tuple[int, int, int, int], back: np.ndarray) -> tuple[int, int, int, int]:
+    """The upright box (x, y, w, h) around ``box`` of the turned picture, in the original picture."""
+    x, y, w, h = box
+    corners = np.array([[x, y, 1], [x + w, y, 1], [x, y + h, 1], [x + w, y + h, 1]], np.float32)
+    pts = corners @ back.T
+    x0, y0 = np.floor(pts.min(0)).astype(int)
+    x1, y1 = np.ceil(pts.max(0)).astype(int)
+    return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
+
+
+def upright(inkmap: InkMap, segments: list[Segment], config: SegmentConfig) -> list[Segment]:
+    """The candidates again, found on the ink map turned upright when the first ones hint at a tilted line
+    (boxes in the ink map's pixels; crops in the turned picture's, with the way back in ``Segment.back``)."""
+    hint = tilt_hint([s.box for s in segments])
+    if hint is None:
+        return segments
+    binary = np.zeros(inkmap.ink.shape, np.uint8)
+    for x, y, w, h in (s.box for s in segments):  # only the candidates' ink: specks and shadows do not vote
+        binary[y:y + h, x:x + w] = inkmap.ink[y:y + h, x:x + w] >= inkmap.threshold
+    angle = profile_angle(binary, hint, 12.0 if len(segments) > 1 else MAX_ANGLE)
+    if abs(angle) < MIN_ANGLE:
+        return segments
+    turned, back = rotate(inkmap.ink, angle)
+    found = find_digits(turned, inkmap.threshold, config)
+    return [dataclasses.replace(s, box=box_back(s.box, back), back=back) for s in found]

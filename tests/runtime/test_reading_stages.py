@@ -1,0 +1,235 @@
+"""Issue 12's reading stages on synthetic inputs: rules removal, frame strips and blobs, cuts and the
+dynamic programme of the touching-digit splitter, the "not a digit" column, and ``classify --explain``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from digitkit.runtime import DigitClassifier
+from digitkit.runtime.rules import remove_rules
+from digitkit.runtime.segment import Segment, find_digits
+from digitkit.runtime.split import best_sequence, plan_split, split_touching, stretch_scores
+from digitkit.toolkit.cli import app
+
+runner = CliRunner()
+
+
+def _ring(canvas: np.ndarray, cx: int, cy: int, rx: int, ry: int) -> None:
+    cv2.ellipse(canvas, (cx, cy), (rx, ry), 0, 0, 360, 255, 4)
+
+
+def test_rules_spanning_the_picture_go_and_a_short_bar_stays() -> None:
+    ink = np.zeros((128, 128), np.uint8)
+    ink[5:8, :] = 255  # a grid line across the whole cell
+    ink[:, 120:123] = 255  # and one down it
+    ink[40:44, 40:80] = 255  # a 7's top bar: 31 % of the width, not a rule
+    ink[44:100, 76:80] = 255
+    out, removed = remove_rules(ink, 100)
+    assert out[6].max() == 0 and out[:, 121].max() == 0
+    assert (out[40:44, 40:76] == 255).all() and (out[50:100, 76:80] == 255).all()
+    assert removed.sum() > 0
+    segs = find_digits(out, 100)
+    assert len(segs) == 1 and abs(segs[0].box[0] - 40) <= 1  # only the 7 is left
+
+
+def test_rules_keep_a_picture_without_long_runs_untouched() -> None:
+    ink = np.zeros((200, 300), np.uint8)
+    _ring(ink, 100, 100, 30, 50)
+    out, removed = remove_rules(ink, 100)
+    assert (out == ink).all() and not removed.any()
+
+
+def test_thin_strips_along_the_frame_and_filled_blobs_are_not_digits() -> None:
+    ink = np.zeros((240, 320), np.uint8)
+    ink[20:100, 0:4] = 255  # the remains of a cell border at the left edge (h < H/2)
+    _ring(ink, 120, 120, 25, 40)  # a 0
+    cv2.circle(ink, (245, 120), 70, 255, -1)  # a blot or thumb: filled, and taller than the digit
+    segs = find_digits(ink, 100)
+    assert [s.box[0] for s in segs] == [93]  # only the ring; the blob did not set the line height either
+
+
+def _touching_pair() -> np.ndarray:
+    crop = np.zeros((60, 100), np.uint8)
+    _ring(crop, 25, 30, 18, 26)
+    _ring(crop, 68, 30, 18, 26)
+    crop[28:33, 40:54] = 255  # joined by a stroke: one component
+    return crop
+
+
+def test_plan_split_offers_the_cut_between_two_touching_rings() -> None:
+    plan = plan_split(_touching_pair())
+    assert plan is not None and plan.tiles.shape[1:] == (28, 28)
+    mids = plan.paths[1:-1].mean(1) / plan.scale
+    assert np.any(np.abs(mids - 47) < 5)  # a cut through the joining stroke
+    assert plan.crossings[0] == 0 and plan.crossings[-1] == 0
+    n = len(plan.paths)
+    assert (0, n - 1) in plan.spans  # the whole blob is always one candidate
+
+
+def test_best_sequence_picks_the_covering_with_the_best_score() -> None:
+    plan = plan_split(_touching_pair())
+    assert plan is not None
+    mids = plan.paths.mean(1) / plan.scale
+    middle = int(np.argmin(np.abs(mids - 47)))
+    n = len(plan.paths)
+    scores = np.full(len(plan.spans), -20.0)
+    for k, (i, j) in enumerate(plan.spans):
+        if (i, j) in ((0, middle), (middle, n - 1)):
+            scores[k] = -0.05
+        if (i, j) == (0, n - 1):
+            scores[k] = -3.0
+    chosen = best_sequence(plan, scores, bonus=0.3, cross=0.0)
+    assert [plan.spans[k] for k in chosen] == [(0, middle), (middle, n - 1)]
+    scores[[k for k, s in enumerate(plan.spans) if s == (0, n - 1)]] = -0.01
+    assert [plan.spans[k] for k in best_sequence(plan, scores, bonus=0.0, cross=0.0)] == [(0, n - 1)]
+
+
+def test_stretch_scores_penalise_a_shape_unusual_for_the_label() -> None:
+    p = np.zeros((2, 10), np.float32)
+    p[:, 0] = 0.9
+    p[:, 1:] = 0.1 / 9
+    s = stretch_scores(p, np.log(np.array([0.9, 2.5], np.float32)), weight=1.0)
+    assert s[0] > s[1] + 1.0  # a "0" 2.5 times as wide as tall is probably two digits
+
+
+def test_split_touching_uses_only_digit_columns_and_keeps_narrow_blobs() -> None:
+    narrow = Segment(box=(0, 0, 20, 40), tile=np.zeros((28, 28), np.uint8), crop=np.zeros((40, 20), np.uint8))
+    wide = Segment(box=(30, 0, 100, 60), tile=np.zeros((28, 28), np.uint8), crop=_touching_pair())
+    calls = []
+
+    def predict(tiles: np.ndarray) -> np.ndarray:
+        calls.append(len(tiles))
+        out = np.zeros((len(tiles), 11), np.float32)
+        out[:, 10] = 1.0  # the model calls every stretch "not a digit"
+        return out
+
+    probs = np.zeros((2, 11), np.float32)
+    probs[:, 3] = 1.0
+    segs, rows, trace = split_touching([narrow, wide], probs, predict, lambda p: p[:, :10], None)
+    assert len(calls) == 1 and trace[0][0] is None and trace[1][0] is not None
+    assert segs[0] is narrow and rows.shape[1] == 11
+
+
+def test_a_not_a_digit_answer_is_never_reported(tiny_int8_tflite: Path) -> None:
+    import dataclasses
+
+    clf = DigitClassifier(model_path=tiny_int8_tflite)
+    # Pretend output 9 is the "not a digit" answer, rejected at 0.6.
+    clf.model.metadata = dataclasses.replace(clf.model.metadata, not_a_digit=9, reject_threshold=0.6)
+    seg = Segment(box=(0, 0, 10, 10), tile=np.zeros((28, 28), np.uint8))
+    row = np.zeros((1, 10), np.float32)
+    row[0, 9], row[0, 4] = 0.61, 0.39
+    assert clf._reading("x", [seg], row).text == ""
+    row[0, 9], row[0, 4] = 0.55, 0.45  # the likelier answer, but under the model's threshold: 4 stands
+    assert clf._reading("x", [seg], row).text == "4"
+    assert clf._digit_probs(row).shape == (1, 9)
+
+
+def test_cli_explain_writes_one_picture_per_image(tiny_int8_tflite: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    page = np.full((120, 200), 230, np.uint8)
+    touching = 255 - _touching_pair()
+    page[30:90, 50:150] = np.minimum(page[30:90, 50:150], touching)
+    cv2.imwrite(str(src / "pair.png"), page)
+    cv2.imwrite(str(src / "blank.jpg"), np.full((120, 200), 230, np.uint8))
+    out = tmp_path / "explained"
+    res = runner.invoke(app, ["classify", str(src), "--model", str(tiny_int8_tflite), "--explain", str(out)])
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["blank.explain.png", "pair.explain.png"]
+    pic = cv2.imread(str(out / "pair.explain.png"))
+    assert pic is not None and pic.shape[1] == 720 and pic.shape[0] > 300  # photo, ink map, cuts, tiles
+
+
+def test_cli_explain_into_a_file_is_bad_usage(tiny_int8_tflite: Path, tmp_path: Path) -> None:
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.full((50, 50), 255, np.uint8))
+    res = runner.invoke(app, ["classify", str(img), "--model", str(tiny_int8_tflite), "--explain", str(img)])
+    assert res.exit_code == 2
+
+
+@pytest.mark.slow
+def test_touching_lines_from_training_digits_are_mostly_split(real_data_dir: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from lines import measure
+
+    res = measure(None, str(real_data_dir), "train", 60)
+    assert res["digit_accuracy"] > 0.5  # today ~0.66 on this split; it was 0.17 before splitting
+
+
+def _tilted_rings(angle: float) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    ink = np.zeros((400, 500), np.uint8)
+    t = np.deg2rad(angle)
+    centres = [(int(100 + 90 * k * np.cos(t)), int(260 - 90 * k * np.sin(t))) for k in range(4)]
+    for cx, cy in centres:
+        _ring(ink, cx, cy, 22, 36)
+    return ink, centres
+
+
+@pytest.mark.parametrize("angle", [-25.0, 12.0, 28.0])
+def test_profile_angle_finds_the_slope_of_a_line(angle: float) -> None:
+    from digitkit.runtime.deskew import profile_angle
+
+    ink, _ = _tilted_rings(angle)
+    assert abs(profile_angle((ink > 100).astype(np.uint8)) - angle) <= 3.0
+
+
+def test_upright_reads_a_tilted_line_as_separate_upright_digits_with_boxes_in_place() -> None:
+    from digitkit.runtime.deskew import upright
+    from digitkit.runtime.preprocess import InkMap
+    from digitkit.runtime.segment import SegmentConfig
+
+    ink, centres = _tilted_rings(25.0)
+    inkmap = InkMap(ink=ink, polarity="dark-on-light", threshold=100, noise=1.0)
+    first = find_digits(ink, 100)
+    segs = upright(inkmap, first, SegmentConfig())
+    assert len(segs) == 4 and all(s.back is not None for s in segs)
+    for s, (cx, cy) in zip(segs, centres, strict=True):  # left to right along the line, boxes on the rings
+        x, y, w, h = s.box
+        assert x <= cx <= x + w and y <= cy <= y + h
+
+
+def test_upright_leaves_a_level_line_alone() -> None:
+    from digitkit.runtime.deskew import upright
+    from digitkit.runtime.preprocess import InkMap
+    from digitkit.runtime.segment import SegmentConfig
+
+    ink, _ = _tilted_rings(0.0)
+    inkmap = InkMap(ink=ink, polarity="dark-on-light", threshold=100, noise=1.0)
+    first = find_digits(ink, 100)
+    assert upright(inkmap, first, SegmentConfig()) is first
+
+
+def test_a_blob_the_model_calls_not_a_digit_is_tried_even_when_narrow() -> None:
+    pair = _touching_pair()
+    narrow = Segment(box=(0, 0, 70, 100), tile=np.zeros((28, 28), np.uint8), crop=pair)  # w < SPLIT_ASPECT * h
+    row = np.zeros((1, 11), np.float32)
+    row[0, 10] = 0.9
+
+    def predict(tiles: np.ndarray) -> np.ndarray:
+        return np.tile(row, (len(tiles), 1))
+
+    _, _, trace = split_touching([narrow], row, predict, lambda p: p[:, :10], None)
+    assert trace[0][0] is None  # a digits-only model: a narrow blob is left alone
+    _, _, trace = split_touching([narrow], row, predict, lambda p: p[:, :10], lambda p: p[10] >= 0.5)
+    assert trace[0][0] is not None
+
+
+def test_a_line_of_mostly_rejected_candidates_is_text_and_a_short_or_digit_line_is_not() -> None:
+    from digitkit.runtime.context import lines_of, text_lines
+
+    word = [(10 + 30 * i, 100, 25, 40) for i in range(5)]  # one line of five letters
+    number = [(10 + 30 * i, 300, 25, 40) for i in range(4)]  # a line of digits below it
+    boxes = word + number
+    rejected = [True, False, True, True, False] + [False, False, True, False]
+    assert [sorted(line) for line in lines_of(boxes)] == [[0, 1, 2, 3, 4], [5, 6, 7, 8]]
+    assert text_lines(boxes, rejected) == [True] * 5 + [False] * 4
+    assert text_lines(word[:2], [True, True]) == [False, False]  # two candidates: too short to judge
