@@ -153,6 +153,10 @@ class DigitClassifier:
         path = resolve_model(cfg.model_path)
         self.model = TFLiteModel(path, backend=cfg.backend, threads=cfg.threads)
         self.tile_size = self.model.metadata.input_size
+        bad = [self.model.metadata.labels[i] for i in self.model.metadata.digit_indices
+               if not self.model.metadata.labels[i].isdigit()]
+        if bad:  # a reading is digits: a model whose digit outputs are labelled otherwise is not a digit model
+            raise InferenceError(f"{path}: the model's labels {bad[:3]} are not digits; not a digit model")
         self._labels = self.model.metadata.labels
 
     # --- one image -> digit candidates (no model call) ---

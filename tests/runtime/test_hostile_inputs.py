@@ -28,9 +28,9 @@ from synth import synth_digits
 from typer.testing import CliRunner
 
 import digitkit.runtime.classifier as classifier_mod
+from digitkit.cli import app
 from digitkit.runtime import DigitClassifier
 from digitkit.runtime.preprocess import mnist_normalise
-from digitkit.toolkit.cli import app
 
 runner = CliRunner()
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "DIGITKIT_CACHE_DIR": "off"}

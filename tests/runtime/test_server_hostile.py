@@ -27,9 +27,9 @@ from videos import synth_tiles, write_digit_video
 
 import digitkit.runtime.httpguard as guard_mod
 import digitkit.runtime.server as server_mod
+from digitkit.cli import app
 from digitkit.runtime.httpguard import MAX_HEAD_BYTES, host_allowed
 from digitkit.runtime.server import ViewerServer
-from digitkit.toolkit.cli import app
 
 runner = CliRunner()
 

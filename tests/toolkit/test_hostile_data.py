@@ -21,7 +21,7 @@ import pytest
 from synth import idx_bytes
 from typer.testing import CliRunner
 
-from digitkit.toolkit.cli import app
+from digitkit.cli import app
 from digitkit.toolkit.data import load_mnist
 
 runner = CliRunner()
