@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from digitkit.runtime.errors import InferenceError
-from digitkit.runtime.fileio import atomic_path
+from digitkit.runtime.fileio import write_new
 
 _WIDTH = 720  # the picture's width
 
@@ -116,21 +116,28 @@ def explain(clf, image: np.ndarray) -> Explanation:  # clf: DigitClassifier (not
 
 
 class ExplainWriter:
-    """Writes one ``<name>.explain.png`` per image into a folder (atomically; names unique within a run)."""
+    """Writes one ``<name>.explain.png`` per image into a folder, like the annotated copies: atomically, and never
+    replacing a file already there (a taken name gets ``-2``, ``-3``...)."""
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         from digitkit.runtime.draw import AnnotationWriter
 
         try:
-            self._names = AnnotationWriter(folder)
+            AnnotationWriter(folder)  # the same up-front check: created, and written to once
         except InferenceError as exc:
             raise InferenceError(str(exc).replace("--save-annotated", "--explain")) from None
+        self.folder = Path(folder)
+        self._next: dict[str, int] = {}
 
     def write(self, clf, path: str, image: np.ndarray) -> Path:
         """Explain how ``clf`` reads ``image`` and save the picture; return the written path."""
-        target = self._names.target(path)
-        target = target.with_name(target.stem + ".explain.png")
-        with atomic_path(target) as tmp:
-            if not cv2.imwrite(str(tmp), explain(clf, image).picture):
+        picture = explain(clf, image).picture
+        stem = (Path(path).stem if not path.startswith("<") else "array") + ".explain"
+
+        def encode(tmp: Path) -> None:
+            if not cv2.imwrite(str(tmp), picture, [cv2.IMWRITE_PNG_COMPRESSION, 3]):
                 raise OSError("OpenCV could not encode the explanation as PNG")
+
+        target, n = write_new(self.folder, stem, ".png", encode, first=self._next.get(stem, 1))
+        self._next[stem] = n + 1
         return target

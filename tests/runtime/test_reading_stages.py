@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from digitkit.cli import app
 from digitkit.runtime import DigitClassifier
 from digitkit.runtime.rules import remove_rules
 from digitkit.runtime.segment import Segment, find_digits
 from digitkit.runtime.split import best_sequence, plan_split, split_touching, stretch_scores
-from digitkit.toolkit.cli import app
 
 runner = CliRunner()
 
