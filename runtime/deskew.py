@@ -20,7 +20,8 @@ from digitkit.runtime.segment import Segment, SegmentConfig, find_digits
 MAX_ANGLE = 35.0  # degrees: steeper is read as it is
 MIN_ANGLE = 4.0  # degrees: less than this is handwriting's own wobble, not worth a resampling
 _STEP = 1.0
-_POINTS = 4000  # ink pixels sampled for the profile test
+_POINTS = 2000  # ink pixels sampled for the profile test
+HINT_ANGLE = 6.0  # degrees: the candidates' slope that asks for the test (twice that from a single pair)
 
 
 def profile_angle(binary: np.ndarray, around: float = 0.0, span: float = MAX_ANGLE) -> float:
@@ -34,7 +35,13 @@ def profile_angle(binary: np.ndarray, around: float = 0.0, span: float = MAX_ANG
         ys, xs = ys[pick], xs[pick]
     x = xs.astype(np.float32) - xs.mean()
     y = ys.astype(np.float32) - ys.mean()
-    angles = np.arange(max(-MAX_ANGLE, around - span), min(MAX_ANGLE, around + span) + 1e-6, _STEP)
+    # Coarse to fine: every 3 degrees, then every degree around the best.
+    coarse = np.arange(max(-MAX_ANGLE, around - span), min(MAX_ANGLE, around + span) + 1e-6, 3 * _STEP)
+    best = _best(x, y, coarse)
+    return _best(x, y, np.arange(best - 2 * _STEP, best + 2 * _STEP + 1e-6, _STEP))
+
+
+def _best(x: np.ndarray, y: np.ndarray, angles: np.ndarray) -> float:
     th = np.deg2rad(angles).astype(np.float32)
     # Distance of each point across a line at angle a (y grows downward, so a rising line has -dy/dx).
     proj = y[None, :] * np.cos(th)[:, None] + x[None, :] * np.sin(th)[:, None]
@@ -59,7 +66,9 @@ def tilt_hint(boxes: list[tuple[int, int, int, int]]) -> float | None:
     if not near.any():
         return None
     angle = float(np.degrees(np.arctan2(-d[near, 1], d[near, 0])).mean())
-    return angle if abs(angle) >= MIN_ANGLE else None
+    # Upright digits wobble up and down by a tenth of their height: a pair of neighbours can look 10 degrees
+    # off, a line of several much less. Only a clearer slope is worth the profile test.
+    return angle if abs(angle) >= (HINT_ANGLE if near.sum() > 1 else 2 * HINT_ANGLE) else None
 
 
 def rotate(ink: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:

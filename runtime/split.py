@@ -26,7 +26,7 @@ from digitkit.runtime.strokes import normalise_strokes
 WORK_HEIGHT = 40  # blobs are cut at this height: strokes stay 2+ px wide, and paths stay cheap
 MIN_WIDTH = 0.12  # narrowest stretch (a "1"), as a fraction of the blob's height
 MAX_WIDTH = 1.3  # widest stretch that may hold one digit
-SEED_STEP = 0.08  # grid of extra cut seeds, as a fraction of the height
+SEED_STEP = 0.1  # grid of extra cut seeds, as a fraction of the height
 BAND = 0.15  # how far a cut may wander from its seed column
 MIN_GAP = 2.0  # work pixels between two cuts kept
 BEND_COST = 24.0  # extra cost of one diagonal step of a cut, in ink levels (0-255)
@@ -200,8 +200,8 @@ def stretch_scores(digit_p: np.ndarray, log_aspect: np.ndarray, weight: float = 
 
 MAX_DIGITS = 8  # a blob wider than this many heights is a rule or a scribble, not a number to cut
 SPLIT_ASPECT = 1.0  # wider than this times its height may hold several digits
-SURE_ASPECT = 1.4  # ... but up to this width, a blob read this surely (SURE) is taken as one digit
-SURE = 0.95
+SURE_ASPECT = 1.6  # ... but up to this width, a blob read this surely (SURE) is taken as one digit
+SURE = 0.9
 SPLIT_REJECTED = True  # also try blobs the model calls "not a digit" (when it has that answer)
 PIECE_SURE = 0.7  # with that answer, every piece of an accepted split is read at least this surely
 PIECE_HEIGHT = 0.6  # ... and is at least this tall relative to the blob
