@@ -27,7 +27,7 @@ from digitkit.runtime.modelfile import Malformed, signed8, walk
 from digitkit.runtime.probe import PROBE_TIMEOUT_S, marker, probe
 
 # SHA-256 of the models shipped in runtime/models (tests/runtime/test_model_fuzz.py keeps this current).
-TRUSTED_SHA256 = frozenset({"4a9e007f6faf8de10dfccb8f4f627c7cb0ac50ba85fede16e11949b905b322dc"})
+TRUSTED_SHA256 = frozenset({"cd4689eb2abece69c1489ad9e3b104fd8ecaa20e9b09ab05b71c5cb1e1e8402c"})
 _MAX_ELEMENTS = 2**31  # elements in one tensor
 _MAX_RANK = 8
 
