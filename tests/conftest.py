@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("DIGITKIT_CACHE_DIR", os.path.join(tempfile.gettempdir(), "digitkit-test-cache"))
 
 from synth import synth_digits, write_idx_folder  # noqa: E402  (tests/ is on pythonpath, see pyproject)
+from tiny import PREBUILT_ENV, convert_tiny_int8, have_tensorflow, train_tiny_keras  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,35 +44,26 @@ def synth_test_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def tiny_keras_model(tmp_path_factory: pytest.TempPathFactory, synth_data_dir: Path) -> Path:
-    """The seed architecture trained for one short epoch on the synthetic data, saved as .keras."""
-    from digitkit.toolkit.train import train
+    """The seed architecture trained for one short epoch on the synthetic data, saved as .keras.
 
-    out = tmp_path_factory.mktemp("tiny_model") / "float.keras"
-    train(out=str(out), arch="seed", epochs=2, batch_size=64, data_dir=str(synth_data_dir), augment=False)
-    return out
+    Skips (with the reason) on a runtime-only install, where TensorFlow is absent: a Pi has no TensorFlow."""
+    if not have_tensorflow():
+        pytest.skip("needs TensorFlow (the train extra) to build the Keras test model; runtime-only install")
+    return train_tiny_keras(tmp_path_factory.mktemp("tiny_model") / "float.keras", synth_data_dir)
 
 
 @pytest.fixture(scope="session")
-def tiny_int8_tflite(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model: Path,
+def tiny_int8_tflite(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                      synth_data_dir: Path) -> Path:
-    """A full-int8 .tflite (uint8 input, uint8 output) of ``tiny_keras_model``, made directly with TF's
-    converter so runtime tests do not depend on the converters package."""
-    import keras
-    import tensorflow as tf
-
-    from digitkit.toolkit.data import load_mnist
-
-    model = keras.models.load_model(tiny_keras_model, compile=False)
-    x = load_mnist(synth_data_dir).x_train[:200].astype(np.float32)[..., None] / 255.0
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.uint8
-    conv.inference_output_type = tf.uint8
-    out = tmp_path_factory.mktemp("tiny_tflite") / "tiny_int8.tflite"
-    out.write_bytes(conv.convert())
-    return out
+    """A full-int8 .tflite (uint8 input, uint8 output) of ``tiny_keras_model``, or the same model built on
+    another machine and named by ``$DIGITKIT_TEST_TINY_INT8`` (how the emulated arm64 run gets it)."""
+    prebuilt = os.environ.get(PREBUILT_ENV)
+    if prebuilt:
+        if not Path(prebuilt).is_file():
+            pytest.fail(f"${PREBUILT_ENV} names {prebuilt}, which is not a file")
+        return Path(prebuilt)
+    keras_path = request.getfixturevalue("tiny_keras_model")  # only now: a prebuilt model needs no TensorFlow
+    return convert_tiny_int8(keras_path, synth_data_dir, tmp_path_factory.mktemp("tiny_tflite") / "tiny_int8.tflite")
 
 
 @pytest.fixture(scope="session")
