@@ -13,7 +13,7 @@
 # outlives the run even if it is killed; binfmt_misc itself is unmounted again if this script mounted it.
 set -euo pipefail
 
-REPO=$(cd "$(dirname "$0")/.." && pwd)
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PI_DIR=${PI_DIR:-$REPO/.pi}
 PI_DISTROS=${PI_DISTROS:-bookworm}
 PI_PROFILES=${PI_PROFILES:-pi3 pi4 pi5}
@@ -126,23 +126,32 @@ build_root() {
     cp "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" "$root/etc/ssl/certs/host-ca.crt"
 }
 
-# The checkout as it is now (tracked and untracked files, not ignored ones), installed as a Pi user would.
-install_runtime() {
-    local distro=$1 root=$PI_DIR/$1
-    rm -rf "${root:?}$SRC_IN_ROOT"
-    mkdir -p "$root$SRC_IN_ROOT"
+# The checkout as it is now (tracked and untracked files, not ignored ones) copied to $1: pip builds in the
+# source tree, and the checkout must stay as it is.
+copy_checkout() {
+    local dest=$1
+    rm -rf "${dest:?}"
+    mkdir -p "$dest"
     if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1; then
         (cd "$REPO" && git ls-files -z --cached --others --exclude-standard | xargs -0 -r ls -d 2>/dev/null \
-            | tar -c -T - | tar -x -C "$root$SRC_IN_ROOT")
+            | tar -c -T - | tar -x -C "$dest")
     else
-        tar -c -C "$REPO" --exclude=.git --exclude=.venv --exclude=.pi --exclude=runs . | tar -x -C "$root$SRC_IN_ROOT"
+        tar -c -C "$REPO" --exclude=.git --exclude=.venv --exclude=.pi --exclude=runs . | tar -x -C "$dest"
     fi
+}
+
+# Installed as a Pi user would: a venv from Debian's python3, `pip install .` from PyPI.
+install_runtime() {
+    local distro=$1 root=$PI_DIR/$1
+    copy_checkout "$root$SRC_IN_ROOT"
     log "$distro: pip install . (arm64 wheels from PyPI; the test tools pytest and hypothesis beside it)"
     local t0=$SECONDS
     in_root "$root" "" max "" bash -euo pipefail -c "
         [ -x $VENV_IN_ROOT/bin/python ] || python3 -m venv $VENV_IN_ROOT
         cd $SRC_IN_ROOT
+        t0=\$(date +%s)
         $VENV_IN_ROOT/bin/pip install --quiet .
+        echo \"pip install . took \$((\$(date +%s) - t0)) s\"
         $VENV_IN_ROOT/bin/python -c 'import tomllib; [print(r) for r in tomllib.load(open(\"pyproject.toml\", \"rb\"))[\"project\"][\"optional-dependencies\"][\"dev\"] if not r.startswith(\"ruff\")]' >/tmp/dev.txt
         $VENV_IN_ROOT/bin/pip install --quiet -r /tmp/dev.txt
         rm -rf build *.egg-info
@@ -202,8 +211,10 @@ for m in "$models"/*.tflite; do
     s=$(basename "$m" .tflite)
     "$bin/digitkit" classify images --model "$m" --json --min-confidence 0 >"$out/$s.classify.jsonl" 2>"$out/$s.classify.err" \
         || { echo "classify with $s failed: $(tail -1 "$out/$s.classify.err")" >&2; exit 1; }
-    "$bin/digitkit" camera --source video/digits.avi --model "$m" --json >"$out/$s.camera.jsonl" 2>"$out/$s.camera.err" \
-        || { echo "camera with $s failed: $(tail -1 "$out/$s.camera.err")" >&2; exit 1; }
+    for v in camera:digits camera-mjpg:digits_mjpg; do
+        "$bin/digitkit" camera --source "video/${v#*:}.avi" --model "$m" --json >"$out/$s.${v%:*}.jsonl" \
+            2>"$out/$s.${v%:*}.err" || { echo "camera with $s failed: $(tail -1 "$out/$s.${v%:*}.err")" >&2; exit 1; }
+    done
 done
 '
 
@@ -269,4 +280,4 @@ main() {
     log "done in $((SECONDS - start)) s"
 }
 
-main "$@"
+[ "${BASH_SOURCE[0]}" != "$0" ] || main "$@"  # sourced: the functions only (for debugging)

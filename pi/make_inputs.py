@@ -3,7 +3,8 @@
     python pi/make_inputs.py --out .pi/inputs [--data-dir ../shared/data/mnist] [--photos ../shared/data/photos]
 
 Writes ``images/`` (MNIST test digits as PNGs in both polarities, generated multi-digit photos as PNGs, a few
-real photos when the shared folder is there), ``video/digits.avi`` (generated footage, MJPG) and
+real photos when the shared folder is there), ``video/digits.avi`` (generated footage, lossless FFV1) and
+``video/digits_mjpg.avi`` (the same footage as MJPG),
 ``tiny_int8.tflite`` (the tests' tiny model, which needs TensorFlow to build; the arm64 root has none) and
 ``inputs.json`` (what was written). Without the MNIST data the digits and photos come from the synthetic
 Hershey-font digits of tests/synth.py, and the manifest says so.
@@ -100,8 +101,11 @@ def main() -> None:
     tmp.mkdir(parents=True)
     manifest = write_images(tmp / "images", args.data_dir, args.photos)
     (tmp / "video").mkdir()
-    truth = write_digit_video(tmp / "video" / "digits.avi", VIDEO_NUMBERS, synth_tiles(),
-                              frames_per_number=FRAMES_PER_NUMBER, seed=14)
+    # Lossless (FFV1): both architectures decode the same pixels, so the camera pipeline can be compared
+    # exactly. MJPG as a camera sends it: FFmpeg decodes it to other pixels on arm, so that one is reported only.
+    for name, fourcc in (("digits.avi", "FFV1"), ("digits_mjpg.avi", "MJPG")):
+        truth = write_digit_video(tmp / "video" / name, VIDEO_NUMBERS, synth_tiles(),
+                                  frames_per_number=FRAMES_PER_NUMBER, seed=14, fourcc=fourcc)
     manifest["video_frames"] = len(truth)
     shutil.copyfile(tiny_model(args.out.parent), tmp / "tiny_int8.tflite")
     (tmp / "inputs.json").write_text(json.dumps(manifest, indent=1) + "\n")

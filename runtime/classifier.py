@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from digitkit.runtime.errors import InferenceError
@@ -23,6 +22,7 @@ from digitkit.runtime.fileio import is_temp
 from digitkit.runtime.images import DEFAULT_MAX_PIXELS, read_image
 from digitkit.runtime.interpreter import TFLiteModel
 from digitkit.runtime.preprocess import as_mnist_tile, ink_map, stroke_width, to_gray
+from digitkit.runtime.resize import shrink
 from digitkit.runtime.segment import Segment, SegmentConfig, find_digits
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -179,8 +179,7 @@ class DigitClassifier:
         scale = min(1.0, self.config.max_side / max(gray.shape))
         if scale < 1.0:  # a 12-megapixel phone photo: its digits stay legible at this size, and RAM stays small
             size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))  # a 1x3000 strip
-            gray = cv2.resize(gray, size,
-                              interpolation=cv2.INTER_AREA)
+            gray = shrink(gray, size)
         inkmap = ink_map(gray, self.config.polarity, self.config.min_contrast)
         segments = find_digits(inkmap.ink, inkmap.threshold, self.config.segment)
         if scale < 1.0:
