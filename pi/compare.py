@@ -110,16 +110,20 @@ def compare_camera(ref: Path, got: Path) -> Tally:
 
 
 def pytest_counts(junit: Path) -> str:
-    """``passed / skipped / failed`` from a JUnit XML, and why tests skipped."""
+    """pytest's own summary line (with the deselected count) and why tests skipped, from the JUnit XML."""
     if not junit.is_file():
         return "not run"
+    log = junit.with_name("pytest.log")
+    lines = [x.strip("= ") for x in log.read_text().splitlines() if " in " in x and "passed" in x] if log.is_file() \
+        else []
     suite = ET.parse(junit).getroot()
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
     n, skipped = int(suite.get("tests", 0)), int(suite.get("skipped", 0))
     failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
     reasons = Counter((s.get("message") or "").split(": ", 1)[-1][:90] for s in suite.iter("skipped"))
     why = "; ".join(f"{c}: {r}" for r, c in reasons.most_common())
-    return f"{n - skipped - failed} passed, {skipped} skipped, {failed} failed" + (f" (skipped: {why})" if why else "")
+    head = lines[-1] if lines else f"{n - skipped - failed} passed, {skipped} skipped, {failed} failed"
+    return head + (f" (skipped: {why})" if why else "")
 
 
 def _row(cells: list[object]) -> str:

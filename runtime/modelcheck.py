@@ -31,7 +31,7 @@ from digitkit.runtime.errors import InferenceError
 # SHA-256 of the models shipped in runtime/models (tests/runtime/test_model_fuzz.py keeps this current).
 TRUSTED_SHA256 = frozenset({"5e17260442a53d6984f1d9a3884900067338ce0fc0ffa2bda00ddbcb80cc2e40"})
 MAX_MODEL_BYTES = 2**31 - 1  # flatbuffers cannot address more
-PROBE_TIMEOUT_S = 30.0
+PROBE_TIMEOUT_S = 30.0  # default; $DIGITKIT_PROBE_TIMEOUT overrides it (a slow board, or emulation)
 _MAX_TABLES = 200_000
 _MAX_ELEMENTS = 2**31  # elements in one tensor
 _MAX_RANK = 8
@@ -331,13 +331,35 @@ except Exception as exc:
 _VERDICTS: dict[tuple[str, str], str] = {}  # (sha256, interpreter module) -> "" if fine, else the reason
 
 
-def probe(data: bytes, module: str, timeout: float = PROBE_TIMEOUT_S) -> str:
-    """Load and run ``data`` in a child process with interpreter module ``module``.
+def probe_timeout() -> float:
+    """Seconds the child may take: ``$DIGITKIT_PROBE_TIMEOUT`` if set, else :data:`PROBE_TIMEOUT_S`. Emulated
+    arm64 (``make test-pi``) starts Python 10-50 times slower, and a busy machine slower still.
+
+    Raises:
+        InferenceError: the variable is not a positive number of seconds.
+    """
+    env = os.environ.get("DIGITKIT_PROBE_TIMEOUT", "").strip()
+    if not env:
+        return PROBE_TIMEOUT_S
+    try:
+        value = float(env)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise InferenceError(f"DIGITKIT_PROBE_TIMEOUT={env!r} is not a positive number of seconds; "
+                             "unset it for the default 30")
+    return value
+
+
+def probe(data: bytes, module: str, timeout: float | None = None) -> str:
+    """Load and run ``data`` in a child process with interpreter module ``module``, for at most ``timeout``
+    seconds (default: :func:`probe_timeout`).
 
     Returns:
         "" if the child loaded, allocated and invoked it; else why not (its error, or the signal that
         killed it, or the timeout).
     """
+    timeout = probe_timeout() if timeout is None else timeout
     try:
         done = subprocess.run([sys.executable, "-P", "-c", _PROBE, module], input=data, capture_output=True,
                               timeout=timeout, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
@@ -357,7 +379,7 @@ def probe(data: bytes, module: str, timeout: float = PROBE_TIMEOUT_S) -> str:
 
 
 def check_model(data: bytes, module: str, name: str | os.PathLike[str] = "model",
-                timeout: float = PROBE_TIMEOUT_S) -> None:
+                timeout: float | None = None) -> None:
     """Refuse ``data`` unless it is safe to hand to the interpreter in this process: a known shipped model,
     or a well-formed flatbuffer that a child process loaded and ran. Cached per process by SHA-256.
 

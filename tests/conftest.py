@@ -27,7 +27,16 @@ REPO = Path(__file__).resolve().parent.parent
 # own max_examples keep it under either profile.
 settings.register_profile("ci", max_examples=200, deadline=None)
 settings.register_profile("long", max_examples=20_000, deadline=None)
+# Emulated arm64 (`make test-pi`) runs Python 10-50 times slower: fewer examples there, the same properties.
+settings.register_profile("emulated", max_examples=25, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``tensorflow`` skip, saying why, where TensorFlow is not installed (a Pi's runtime-only
+    install); everywhere else they run."""
+    if item.get_closest_marker("tensorflow") and not have_tensorflow():
+        pytest.skip("needs TensorFlow (the train extra); runtime-only install")
 
 
 @pytest.fixture(scope="session")
