@@ -7,7 +7,8 @@
 #   bash pi/check.sh probe   say whether this machine can run the check, and if not why (exit 0 / 1)
 #
 # Settings (environment): PI_DISTROS ("bookworm"; add "trixie" for Python 3.13), PI_PROFILES ("pi3 pi4 pi5"),
-# PI_TESTS (all: pytest under every profile, first: under the first profile only, none), PI_MIRROR (the Debian
+# PI_TESTS (all: pytest under every profile, first: under the first profile only, none), PI_TEST_PATHS (which
+# test files; default: tests/runtime and tests/test_runtime_isolation.py), PI_MIRROR (the Debian
 # mirror; default: the one apt uses here), PI_DIR (.pi). Needs root, an x86-64 host, binfmt_misc, and network
 # to the Debian mirror and PyPI. Every mount is made inside a private mount namespace (unshare), so none
 # outlives the run even if it is killed; binfmt_misc itself is unmounted again if this script mounted it.
@@ -18,6 +19,7 @@ PI_DIR=${PI_DIR:-$REPO/.pi}
 PI_DISTROS=${PI_DISTROS:-bookworm}
 PI_PROFILES=${PI_PROFILES:-pi3 pi4 pi5}
 PI_TESTS=${PI_TESTS:-all}
+PI_TEST_PATHS=${PI_TEST_PATHS:-tests/runtime tests/test_runtime_isolation.py}  # the runtime's own tests
 HOST_PY=${HOST_PY:-$REPO/.venv/bin/python}  # the project's own venv (TensorFlow), for the inputs only
 BINFMT=/proc/sys/fs/binfmt_misc
 VENV_IN_ROOT=/root/digitkit-venv  # where a Pi user's `python3 -m venv` would put it
@@ -144,6 +146,13 @@ copy_checkout() {
 install_runtime() {
     local distro=$1 root=$PI_DIR/$1
     copy_checkout "$root$SRC_IN_ROOT"
+    # Unchanged checkout, installed already: skip pip (a reinstall under emulation takes minutes).
+    local stamp
+    stamp=$(cd "$root$SRC_IN_ROOT" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+    if [ "$(cat "$root$VENV_IN_ROOT/.installed" 2>/dev/null)" = "$stamp" ]; then
+        log "$distro: this checkout is installed already (reused)"
+        return
+    fi
     log "$distro: pip install . (arm64 wheels from PyPI; the test tools pytest and hypothesis beside it)"
     local t0=$SECONDS
     in_root "$root" "" max "" bash -euo pipefail -c "
@@ -158,6 +167,7 @@ install_runtime() {
         ! $VENV_IN_ROOT/bin/python -c 'import tensorflow' 2>/dev/null || { echo 'TensorFlow is installed in the root' >&2; exit 1; }
         $VENV_IN_ROOT/bin/pip freeze --exclude digitkit >$VENV_IN_ROOT/freeze.txt
     " >"$PI_DIR/install-$distro.log" 2>&1 || die "pip install in the $distro root failed: see $PI_DIR/install-$distro.log"
+    echo "$stamp" >"$root$VENV_IN_ROOT/.installed"
     log "$distro: installed in $((SECONDS - t0)) s"
 }
 
@@ -230,7 +240,7 @@ run_profile() {
         in_root "$root" "$PI_DIR/cpuinfo-$prof" "$cpu" "$out" bash -c "
             cd $SRC_IN_ROOT && DIGITKIT_TEST_TINY_INT8=/in/tiny_int8.tflite DIGITKIT_CACHE_DIR=/tmp/dk-cache \
             DIGITKIT_PROBE_TIMEOUT=600 HYPOTHESIS_PROFILE=emulated \
-            $VENV_IN_ROOT/bin/python -m pytest tests/runtime tests/test_runtime_isolation.py \
+            $VENV_IN_ROOT/bin/python -m pytest $PI_TEST_PATHS \
                 -m 'not slow and not timing' -q \
                 -p no:cacheprovider --junitxml=/out/pytest.xml" >"$out/pytest.log" 2>&1 \
             || { tail -30 "$out/pytest.log" >&2; die "$distro/$prof: tests failed: see $out/pytest.log"; }

@@ -4,9 +4,10 @@ identical, confidences may differ by one output step (1/256: LiteRT's int8 softm
     python3 pi/compare.py .pi/results [--summary .pi/results/summary.md]
 
 ``results/x86/`` is the reference; every other ``results/DISTRO/PROFILE/`` is compared with it, model by model
-(``MODEL.classify.jsonl``, ``MODEL.camera.jsonl``). Prints one table row per distro, profile and model and
-writes the same as Markdown; exit 1 if anything differs beyond the tolerance or a run is missing. Stdlib only:
-it runs with the host's system python3.
+(``MODEL.classify.jsonl``, ``MODEL.camera.jsonl`` from a lossless video; ``MODEL.camera-mjpg.jsonl`` from the
+MJPG one is reported only, since FFmpeg decodes MJPG to other pixels on arm). Prints one table row per
+distro, profile, model and kind and writes the same as Markdown; exit 1 if anything differs beyond the
+tolerance or a run is missing. Stdlib only: it runs with the host's system python3.
 """
 
 from __future__ import annotations
