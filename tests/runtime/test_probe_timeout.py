@@ -28,7 +28,8 @@ def test_the_probe_obeys_the_variable(monkeypatch: pytest.MonkeyPatch, tiny_int8
 def test_a_bad_value_is_one_error_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                    tiny_int8_tflite: Path, value: str) -> None:
     monkeypatch.setenv("DIGITKIT_PROBE_TIMEOUT", value)
-    monkeypatch.setenv("DIGITKIT_CACHE_DIR", "off")  # no remembered verdict: the probe must run
+    monkeypatch.setenv("DIGITKIT_CACHE_DIR", "off")  # no verdict remembered on disk or in this process:
+    monkeypatch.setattr(modelcheck, "_VERDICTS", {})  # the probe must run
     with pytest.raises(modelcheck.InferenceError, match="is not a positive number of seconds"):
         modelcheck.probe_timeout()
     image = tmp_path / "blank.png"
