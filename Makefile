@@ -24,14 +24,14 @@ demo: $(VENV)/.installed
 
 # The default suite: fast synthetic tests (the slow real-data runs are `make test-slow`).
 test: $(VENV)/.installed
-	$(VENV)/bin/ruff check toolkit converters runtime tests benchmarks src
+	$(VENV)/bin/ruff check toolkit converters runtime tests benchmarks src pi
 	DIGITKIT_DATA=$(DATA) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed
 	DIGITKIT_DATA=$(DATA) $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check toolkit converters runtime tests benchmarks src
+	$(VENV)/bin/ruff check toolkit converters runtime tests benchmarks src pi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
@@ -61,3 +61,10 @@ model: $(VENV)/.installed $(MODEL_FLOAT)
 .PHONY: browser-deps
 browser-deps:
 	apt-get update && apt-get install -y chromium chromium-driver
+
+# The runtime on emulated arm64 (Raspberry Pi 3 / 4 / 5 CPUs) compared with this x86-64 host: root only; the
+# Debian roots live in .pi/ and are reused (see "Raspberry Pi check" in the README). PI_DISTROS="bookworm trixie"
+# adds Debian 13 (Python 3.13); PI_PROFILES and PI_TESTS choose a subset.
+.PHONY: test-pi
+test-pi: $(VENV)/.installed
+	DIGITKIT_DATA=$(DATA) bash pi/check.sh

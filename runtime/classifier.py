@@ -26,6 +26,7 @@ from digitkit.runtime.images import DEFAULT_MAX_PIXELS, load_image, read_image
 from digitkit.runtime.inputs import IMAGE_SUFFIXES, ReadError, check_output_folder, expand_paths
 from digitkit.runtime.interpreter import TFLiteModel
 from digitkit.runtime.preprocess import InkMap, as_mnist_tile, ink_map, stroke_width, to_gray
+from digitkit.runtime.resize import shrink
 from digitkit.runtime.rules import remove_rules
 from digitkit.runtime.segment import Segment, SegmentConfig, find_digits
 from digitkit.runtime.split import split_touching
@@ -180,8 +181,7 @@ class DigitClassifier:
         scale = min(1.0, self.config.max_side / max(gray.shape))
         if scale < 1.0:  # a 12-megapixel phone photo: its digits stay legible at this size, and RAM stays small
             size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))  # a 1x3000 strip
-            gray = cv2.resize(gray, size,
-                              interpolation=cv2.INTER_AREA)
+            gray = shrink(gray, size)
         inkmap = ink_map(gray, self.config.polarity, self.config.min_contrast)
         ink, removed = remove_rules(inkmap.ink, inkmap.threshold)
         if removed.any():  # Otsu split the rules (often the darkest ink) from the rest: split what is left

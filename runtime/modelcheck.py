@@ -24,7 +24,7 @@ import os
 
 from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.modelfile import Malformed, signed8, walk
-from digitkit.runtime.probe import PROBE_TIMEOUT_S, marker, probe
+from digitkit.runtime.probe import marker, probe
 
 # SHA-256 of the models shipped in runtime/models (tests/runtime/test_model_fuzz.py keeps this current).
 TRUSTED_SHA256 = frozenset({"cd4689eb2abece69c1489ad9e3b104fd8ecaa20e9b09ab05b71c5cb1e1e8402c"})
@@ -158,7 +158,7 @@ _VERDICTS: dict[tuple[str, str], str] = {}  # (sha256, interpreter module) -> ""
 
 
 def check_model(data: bytes, module: str, name: str | os.PathLike[str] = "model",
-                timeout: float = PROBE_TIMEOUT_S) -> None:
+                timeout: float | None = None) -> None:
     """Refuse ``data`` unless it is safe to hand to the interpreter in this process: a known shipped model,
     or a well-formed flatbuffer that a child process loaded and ran. Cached per process by SHA-256.
 

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.resize import enlarge, resize, shrink
 
 # The background is estimated at a reduced size: lighting varies slowly, and the big morphological
 # kernels that erase the ink would be slow at full resolution.
@@ -105,7 +106,7 @@ def _small(gray: np.ndarray) -> np.ndarray:
     f = min(1.0, _BG_SIDE / max(h, w))
     if f >= 1.0:
         return gray
-    return cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    return shrink(gray, (max(1, round(w * f)), max(1, round(h * f))))
 
 
 def detect_polarity(gray: np.ndarray) -> str:
@@ -155,7 +156,7 @@ def ink_map(gray: np.ndarray, polarity: str = "auto", min_contrast: int = 40) ->
     closed = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
     median = cv2.medianBlur(small, min(k, 255))
     bg_small = cv2.blur(np.minimum(closed, median), (k // 2 | 1, k // 2 | 1), borderType=cv2.BORDER_REPLICATE)
-    bg = bg_small if bg_small.shape == paper.shape else cv2.resize(bg_small, (w, h), interpolation=cv2.INTER_LINEAR)
+    bg = bg_small if bg_small.shape == paper.shape else enlarge(bg_small, (w, h))
     # Relative to the paper, floored at 16 only as the divisor: on near-black "paper" a floor in the
     # difference too would turn every pixel darker than 16 into ink (a black page into one big digit).
     bgf = bg.astype(np.float32)
@@ -187,8 +188,7 @@ def mnist_normalise(ink: np.ndarray, size: int = 28, box: int = 20) -> np.ndarra
     h, w = crop.shape
     f = box / max(h, w)
     nw, nh = max(1, round(w * f)), max(1, round(h * f))
-    interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
-    digit = cv2.resize(crop, (nw, nh), interpolation=interp)
+    digit = resize(crop, (nw, nh))  # area average to shrink, bilinear to enlarge; the same on every CPU
     y0, x0 = (size - nh) // 2, (size - nw) // 2
     out[y0:y0 + nh, x0:x0 + nw] = digit
     m = cv2.moments(out, binaryImage=False)

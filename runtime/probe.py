@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from digitkit.runtime.errors import InferenceError
+
 PROBE_TIMEOUT_S = 30.0
 
 
@@ -43,13 +45,35 @@ except Exception as exc:
     sys.exit(3)
 """
 
-def probe(data: bytes, module: str, timeout: float = PROBE_TIMEOUT_S) -> str:
-    """Load and run ``data`` in a child process with interpreter module ``module``.
+def probe_timeout() -> float:
+    """Seconds the child may take: ``$DIGITKIT_PROBE_TIMEOUT`` if set, else :data:`PROBE_TIMEOUT_S`. Emulated
+    arm64 (``make test-pi``) starts Python 10-50 times slower, and a busy machine slower still.
+
+    Raises:
+        InferenceError: the variable is not a positive number of seconds.
+    """
+    env = os.environ.get("DIGITKIT_PROBE_TIMEOUT", "").strip()
+    if not env:
+        return PROBE_TIMEOUT_S
+    try:
+        value = float(env)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise InferenceError(f"DIGITKIT_PROBE_TIMEOUT={env!r} is not a positive number of seconds; "
+                             "unset it for the default 30")
+    return value
+
+
+def probe(data: bytes, module: str, timeout: float | None = None) -> str:
+    """Load and run ``data`` in a child process with interpreter module ``module``, for at most ``timeout``
+    seconds (default: :func:`probe_timeout`).
 
     Returns:
         "" if the child loaded, allocated and invoked it; else why not (its error, or the signal that
         killed it, or the timeout).
     """
+    timeout = probe_timeout() if timeout is None else timeout
     try:
         done = subprocess.run([sys.executable, "-P", "-c", _PROBE, module], input=data, capture_output=True,
                               timeout=timeout, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})

@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("DIGITKIT_CACHE_DIR", os.path.join(tempfile.gettempdir(), "digitkit-test-cache"))
 
 from synth import synth_digits, write_idx_folder  # noqa: E402  (tests/ is on pythonpath, see pyproject)
+from tiny import PREBUILT_ENV, convert_tiny_int8, have_tensorflow, train_tiny_keras  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,7 +27,16 @@ REPO = Path(__file__).resolve().parent.parent
 # own max_examples keep it under either profile.
 settings.register_profile("ci", max_examples=200, deadline=None)
 settings.register_profile("long", max_examples=20_000, deadline=None)
+# Emulated arm64 (`make test-pi`) runs Python 10-50 times slower: fewer examples there, the same properties.
+settings.register_profile("emulated", max_examples=25, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``tensorflow`` skip, saying why, where TensorFlow is not installed (a Pi's runtime-only
+    install); everywhere else they run."""
+    if item.get_closest_marker("tensorflow") and not have_tensorflow():
+        pytest.skip("needs TensorFlow (the train extra); runtime-only install")
 
 
 @pytest.fixture(scope="session")
@@ -44,58 +54,46 @@ def synth_test_arrays() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="session")
 def tiny_keras_model(tmp_path_factory: pytest.TempPathFactory, synth_data_dir: Path) -> Path:
     """The seed architecture as `digitkit train` makes it (the digits and "not a digit"), trained for two short
-    epochs on the synthetic data, saved as .keras."""
-    from digitkit.toolkit.train import train
+    epochs on the synthetic data, saved as .keras.
 
-    out = tmp_path_factory.mktemp("tiny_model") / "float.keras"
-    train(out=str(out), arch="seed", epochs=2, batch_size=64, data_dir=str(synth_data_dir), augment=False)
-    return out
+    Skips (with the reason) on a runtime-only install, where TensorFlow is absent: a Pi has no TensorFlow."""
+    if not have_tensorflow():
+        pytest.skip("needs TensorFlow (the train extra) to build the Keras test model; runtime-only install")
+    return train_tiny_keras(tmp_path_factory.mktemp("tiny_model") / "float.keras", synth_data_dir)
 
 
 @pytest.fixture(scope="session")
 def tiny_digits_keras_model(tmp_path_factory: pytest.TempPathFactory, synth_data_dir: Path) -> Path:
     """A digits-only seed network (10 outputs), two short epochs: the runtime's reading tests use it, because
-    two epochs of synthetic data do not teach "not a digit" well enough to leave camera-like digits alone."""
-    from digitkit.toolkit.train import train
+    two epochs of synthetic data do not teach "not a digit" well enough to leave camera-like digits alone.
 
-    out = tmp_path_factory.mktemp("tiny_digits_model") / "float.keras"
-    train(out=str(out), arch="seed", epochs=2, batch_size=64, data_dir=str(synth_data_dir), augment=False,
-          not_a_digit=False)
-    return out
+    Skips (with the reason) on a runtime-only install, where TensorFlow is absent."""
+    if not have_tensorflow():
+        pytest.skip("needs TensorFlow (the train extra) to build the Keras test model; runtime-only install")
+    return train_tiny_keras(tmp_path_factory.mktemp("tiny_digits_model") / "float.keras", synth_data_dir,
+                            not_a_digit=False)
 
 
 @pytest.fixture(scope="session")
-def tiny_int8_tflite(tmp_path_factory: pytest.TempPathFactory, tiny_digits_keras_model: Path,
+def tiny_int8_tflite(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                      synth_data_dir: Path) -> Path:
-    """A full-int8 .tflite (uint8 input, uint8 output) of ``tiny_digits_keras_model``, made directly with TF's
-    converter so runtime tests do not depend on the converters package."""
-    return _tiny_int8(tmp_path_factory, tiny_digits_keras_model, synth_data_dir, "tiny_int8.tflite")
+    """A full-int8 .tflite (uint8 input, uint8 output) of ``tiny_digits_keras_model``, or the same model built
+    on another machine and named by ``$DIGITKIT_TEST_TINY_INT8`` (how the emulated arm64 run gets it)."""
+    prebuilt = os.environ.get(PREBUILT_ENV)
+    if prebuilt:
+        if not Path(prebuilt).is_file():
+            pytest.fail(f"${PREBUILT_ENV} names {prebuilt}, which is not a file")
+        return Path(prebuilt)
+    keras_path = request.getfixturevalue("tiny_digits_keras_model")  # only now: a prebuilt model needs no TF
+    return convert_tiny_int8(keras_path, synth_data_dir, tmp_path_factory.mktemp("tiny_tflite") / "tiny_int8.tflite")
 
 
 @pytest.fixture(scope="session")
 def tiny_nad_int8_tflite(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model: Path,
                          synth_data_dir: Path) -> Path:
     """The same for ``tiny_keras_model``: 11 outputs, the last "not a digit", and no metadata beside it."""
-    return _tiny_int8(tmp_path_factory, tiny_keras_model, synth_data_dir, "tiny_nad_int8.tflite")
-
-
-def _tiny_int8(tmp_path_factory: pytest.TempPathFactory, keras_path: Path, synth_data_dir: Path, name: str) -> Path:
-    import keras
-    import tensorflow as tf
-
-    from digitkit.toolkit.data import load_mnist
-
-    model = keras.models.load_model(keras_path, compile=False)
-    x = load_mnist(synth_data_dir).x_train[:200].astype(np.float32)[..., None] / 255.0
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.uint8
-    conv.inference_output_type = tf.uint8
-    out = tmp_path_factory.mktemp("tiny_tflite") / name
-    out.write_bytes(conv.convert())
-    return out
+    return convert_tiny_int8(tiny_keras_model, synth_data_dir,
+                             tmp_path_factory.mktemp("tiny_tflite") / "tiny_nad_int8.tflite")
 
 
 @pytest.fixture(scope="session")

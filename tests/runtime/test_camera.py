@@ -187,6 +187,7 @@ def test_roi_reads_only_inside_and_reports_full_frame_boxes(digit_video, tiny_in
 # --- live sources ---
 
 
+@pytest.mark.timing
 def test_live_source_always_hands_over_the_newest_frame(video_frames) -> None:
     """A reader slower than the camera: frames are skipped, latency stays bounded, no backlog grows."""
     cam = FakeCamera(video_frames, fps=200)

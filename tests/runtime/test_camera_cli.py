@@ -77,6 +77,7 @@ def test_bad_options_exit_2(video: Path, tiny_int8_tflite: Path, args: list[str]
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.timing
 def test_stream_that_dies_reconnects_then_exits_1_with_summary(video: Path, tiny_int8_tflite: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """An http:// MJPEG stream (our own server) that stops: reconnect attempts fail, the run ends cleanly."""

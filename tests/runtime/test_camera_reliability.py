@@ -85,6 +85,7 @@ def wait_for_frames(log: FrameLog, proc: subprocess.Popen[str], n: int, timeout:
         time.sleep(0.05)
 
 
+@pytest.mark.timing
 def test_twenty_viewers_and_a_stalled_one_do_not_slow_capture(long_video: Path, tiny_int8_tflite: Path) -> None:
     port = free_port()
     proc = subprocess.Popen([DIGITKIT, "camera", "--source", str(long_video), "--model", str(tiny_int8_tflite),

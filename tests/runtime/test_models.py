@@ -280,7 +280,8 @@ def fake_keras_files(folder: Path) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("row", ["zip with junk", "text", "h5", "tflite renamed"])
-@pytest.mark.parametrize("verb", ["evaluate", "convert", "bench"])
+@pytest.mark.parametrize("verb", [pytest.param("evaluate", marks=pytest.mark.tensorflow),
+                                  pytest.param("convert", marks=pytest.mark.tensorflow), "bench"])
 def test_keras_that_is_something_else(verb: str, row: str, tmp_path: Path, synth_data_dir: Path) -> None:
     model = fake_keras_files(tmp_path)[row]
     args = {"evaluate": ["evaluate", str(model), "--data-dir", str(synth_data_dir)],

@@ -121,6 +121,7 @@ def test_reading_before_the_first_frame_is_503() -> None:
         srv.close()
 
 
+@pytest.mark.timing
 def test_a_stalled_viewer_blocks_neither_capture_nor_other_viewers(publishing_server, monkeypatch) -> None:
     monkeypatch.setattr(server_mod, "WRITE_TIMEOUT_S", 1.0)
     srv, published = publishing_server
@@ -191,6 +192,7 @@ def served_camera(slow_video: Path, tiny_int8_tflite: Path):
         proc.wait()
 
 
+@pytest.mark.timing
 def test_console_script_serves_reading_and_stream_then_stops_cleanly_on_ctrl_c(served_camera) -> None:
     proc, url = served_camera
     reading = wait_json(url + "reading")

@@ -64,19 +64,20 @@ def compose_number(text: str, tiles: Tiles, rng: np.random.Generator, digit_heig
 
 def write_digit_video(path: str | Path, numbers: list[str], tiles: Tiles, frames_per_number: int = 10,
                       size: tuple[int, int] = (640, 480), fps: float = 15.0, seed: int = 0,
-                      noise: float = 4.0, motion_px: float = 3.0) -> list[str]:
+                      noise: float = 4.0, motion_px: float = 3.0, fourcc: str = "MJPG") -> list[str]:
     """Write a video showing each of ``numbers`` ("" = a blank page) for ``frames_per_number`` frames.
 
     Within one number the page drifts by up to ``motion_px`` pixels and every frame gets fresh noise.
+    ``fourcc`` "FFV1" writes lossless frames (FFmpeg's MJPEG decoder gives other pixels on arm than on x86).
 
     Returns:
         The true reading of every frame, in order.
     """
     rng = np.random.default_rng(seed)
     w, h = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
     if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write MJPG to {path}")
+        raise RuntimeError(f"OpenCV cannot write {fourcc} to {path}")
     truth: list[str] = []
     try:
         for text in numbers:
