@@ -49,7 +49,8 @@ def test_train_then_convert_to_the_same_stem_keeps_both_records(tmp_path: Path, 
 
 def test_a_model_copied_alone_classifies_with_the_same_metadata(tmp_path: Path) -> None:
     # A model whose metadata is not the defaults, so reading them from anywhere else would show.
-    custom = ModelMetadata(labels=tuple("abcdefghij"), extra={"future_rule": {"min_score": 0.5}})
+    custom = ModelMetadata(labels=tuple("abcdefghijk"), not_a_digit=10, reject_threshold=0.4,
+                           extra={"future_rule": {"min_score": 0.5}})  # 11 labels: the shipped model's outputs
     origin = tmp_path / "origin"
     origin.mkdir()
     model = origin / "custom.tflite"
