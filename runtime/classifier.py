@@ -49,8 +49,9 @@ def resolve_model(model: str | os.PathLike[str] | None) -> Path:
         return Path(name)
     path = MODELS_DIR / SHIPPED_MODELS[name]
     if not path.is_file():
-        raise InferenceError(f"the shipped {name!r} model {path} is missing from this installation; "
-                             "reinstall digitkit or pass --model FILE.tflite")
+        here = [n for n, f in SHIPPED_MODELS.items() if (MODELS_DIR / f).is_file()] or ["none"]
+        raise InferenceError(f"the shipped {name!r} model {path} is missing from this installation (it has: "
+                             f"{', '.join(here)}); pass one of those or --model FILE.tflite")
     return path
 
 
