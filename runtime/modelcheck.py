@@ -27,7 +27,8 @@ from digitkit.runtime.modelfile import Malformed, signed8, walk
 from digitkit.runtime.probe import marker, probe
 
 # SHA-256 of the models shipped in runtime/models (tests/runtime/test_model_fuzz.py keeps this current).
-TRUSTED_SHA256 = frozenset({"cd4689eb2abece69c1489ad9e3b104fd8ecaa20e9b09ab05b71c5cb1e1e8402c"})
+TRUSTED_SHA256 = frozenset({"cd4689eb2abece69c1489ad9e3b104fd8ecaa20e9b09ab05b71c5cb1e1e8402c",  # fast
+                            "38bc849ef4f06832f0e60982bbeddcf1cd0ff413b726af93b0e2a77d1781c7f8"})  # accurate
 _MAX_ELEMENTS = 2**31  # elements in one tensor
 _MAX_RANK = 8
 
