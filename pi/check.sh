@@ -214,6 +214,8 @@ bin=$1 in=$2 out=$3
 models=$("$bin/python" -c "import digitkit.runtime, pathlib; print(pathlib.Path(digitkit.runtime.__file__).parent / \"models\")")
 DIGITKIT_CACHE_DIR=$(mktemp -d)  # a fresh cache: the model probe runs as on a new install
 export DIGITKIT_CACHE_DIR
+# digitkit filters library log lines from stderr; the comparison needs the LiteRT line that names XNNPACK.
+export DIGITKIT_LIBRARY_LOGS=1
 trap "rm -rf $DIGITKIT_CACHE_DIR" EXIT
 "$bin/python" -c "import platform, ai_edge_litert, numpy, cv2; print(platform.machine(), platform.python_version(), \"numpy\", numpy.__version__, \"cv2\", cv2.__version__)" >"$out/platform.txt"
 cd "$in"
