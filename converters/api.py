@@ -25,7 +25,7 @@ from digitkit.converters.report import ConversionReport, runtime_metadata, sidec
 from digitkit.converters.tflite import NUM_CLASSES, ConvertConfig, convert_keras, load_keras
 from digitkit.converters.verify import Rejection, layer_errors, rejection, verify
 from digitkit.runtime.fileio import atomic_write_json, fsync_dir, sidecar_path, temp_beside
-from digitkit.runtime.interpreter import METADATA_NAME, ModelMetadata, encode_metadata
+from digitkit.runtime.interpreter import METADATA_NAME, NOT_A_DIGIT_CONVENTION, ModelMetadata, encode_metadata
 
 
 @contextlib.contextmanager
@@ -114,7 +114,8 @@ def model_metadata(keras_model: Any) -> ModelMetadata:
     classes = int(keras_model.outputs[0].shape[-1])
     if classes == NUM_CLASSES:
         return ModelMetadata()
-    return ModelMetadata(labels=(*ModelMetadata().labels, "not a digit"), not_a_digit=NUM_CLASSES)
+    # The runtime's convention for an 11th output, less its default threshold: this one is measured.
+    return ModelMetadata(**{**NOT_A_DIGIT_CONVENTION, "reject_threshold": None})
 
 
 def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: ConvertConfig | None = None,

@@ -22,6 +22,7 @@ fell from 99.30 % to 99.17 % (zeros answered "not a digit") and non-digit pages 
 
 from __future__ import annotations
 
+import functools
 import glob
 import math
 from collections.abc import Callable
@@ -103,6 +104,7 @@ def _text(rng: np.random.Generator, text: str, fonts: tuple[int, ...]) -> np.nda
 _TTF_CACHE: dict[str, Any] = {}
 
 
+@functools.cache  # asked once per letter or symbol tile: list the folder once
 def _ttf_fonts() -> list[str]:
     """DejaVu fonts from Debian's fonts-dejavu-core, where installed (Hershey fonts are always there)."""
     return sorted(glob.glob("/usr/share/fonts/truetype/dejavu/*.ttf"))

@@ -149,7 +149,7 @@ def held_out_negatives(digits: np.ndarray, seed: int, n: int = 1000) -> Negative
     return generate(digits, families={HELD_OUT: n}, seed=seed + 2000)
 
 
-def _rejection(predict: Callable[[np.ndarray], np.ndarray], neg_val: Negatives, held: Negatives,
+def _rejection(predict: Callable[[np.ndarray], np.ndarray], neg_val: Negatives, held: Negatives, seed: int,
                x_val: np.ndarray) -> dict[str, Any]:
     """How often the model answers "not a digit": per validation family, on the held-out family, and (wrongly)
     on validation digits."""
@@ -161,7 +161,7 @@ def _rejection(predict: Callable[[np.ndarray], np.ndarray], neg_val: Negatives, 
         "val_rejected_by_family": {str(f): rate(neg_val.x[neg_val.family == f]) for f in np.unique(neg_val.family)},
         "val_rejected": rate(neg_val.x), "held_out_rejected": rate(held.x),
         "val_digits_called_not_a_digit": rate(x_val),
-        "negatives": NegativesConfig().to_dict() | {"fashion_available": neg_val.fashion_available},
+        "negatives": NegativesConfig(seed=seed).to_dict() | {"fashion_available": neg_val.fashion_available},
     }
 
 
@@ -255,7 +255,8 @@ def train(config: TrainConfig | None = None, on_epoch: EpochCallback | None = No
         epochs=config.epochs, seed=config.seed,
         val_accuracy=accuracy(split.x_val, split.y_val), test_accuracy=accuracy(data.x_test, data.y_test),
         train_seconds=round(seconds, 1), versions=_versions(), config=config.to_dict(),
-        not_a_digit=(_rejection(predict, neg_val, held_out_negatives(split.x_train, config.seed), split.x_val)
+        not_a_digit=(_rejection(predict, neg_val, held_out_negatives(split.x_train, config.seed),
+                                config.seed, split.x_val)
                      if neg_val is not None else None),
     )
     with atomic_path(out) as tmp:
