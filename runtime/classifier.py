@@ -159,6 +159,7 @@ class DigitClassifier:
                if not self.model.metadata.labels[i].isdigit()]
         if bad:  # a reading is digits: a model whose digit outputs are labelled otherwise is not a digit model
             raise InferenceError(f"{path}: the model's labels {bad[:3]} are not digits; not a digit model")
+        self._labels = self.model.metadata.labels  # read by --explain (runtime/explain.py)
 
     # --- one image -> digit candidates (no model call) ---
 
