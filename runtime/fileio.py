@@ -12,6 +12,7 @@ import contextlib
 import errno
 import glob
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -211,6 +212,19 @@ def atomic_write_text(target: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(target, text.encode("utf-8"))
 
 
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None: JSON has no NaN, and Python's ``json`` would
+    write one that other readers (``jq``, browsers, Go, Rust) refuse."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(target: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented JSON (with a trailing newline) to ``target`` atomically."""
-    return atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Write ``obj`` as indented, strict JSON (NaN and infinities as null, a trailing newline) to ``target``
+    atomically."""
+    return atomic_write_text(target, json.dumps(strict_json(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")

@@ -22,10 +22,11 @@ _D = ConvertConfig()  # the defaults live in the dataclass, not here
 def _print(report: object, as_json: bool) -> None:
     from digitkit.converters.report import ConversionReport, layers_table, report_table
     from digitkit.converters.verify import LayerError
+    from digitkit.runtime.fileio import strict_json
 
     assert isinstance(report, ConversionReport)
     if as_json:
-        typer.echo(json.dumps(report.to_dict()))
+        typer.echo(json.dumps(strict_json(report.to_dict()), allow_nan=False))  # a layer's NaN ratio: null
         return
     console = Console()
     console.print(report_table(report))
