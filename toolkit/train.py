@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from digitkit.runtime.fileio import atomic_path, atomic_write_json, sidecar_path
-from digitkit.toolkit.augment import elastic
 from digitkit.toolkit.data import load_mnist, split_validation
 from digitkit.toolkit.errors import ToolkitError
 from digitkit.toolkit.models import ARCHITECTURES, NUM_CLASSES, WITH_NOT_A_DIGIT, build_model, count_macs
@@ -48,8 +47,6 @@ class TrainConfig:
     rotation_deg: float = 10.0
     zoom: float = 0.1
     shift: float = 0.1
-    elastic_alpha: float = 0.0  # elastic distortion (toolkit/augment.py) on top of the affine one; 0 = off
-    elastic_sigma: float = 4.0
     not_a_digit: bool = True  # an 11th class trained on generated non-digit tiles (toolkit/negatives.py)
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,14 +132,6 @@ def _dataset(tf: Any, keras: Any, x: np.ndarray, y: np.ndarray, config: TrainCon
             keras.layers.RandomTranslation(config.shift, config.shift, fill_mode="constant", seed=config.seed + 2),
         ])
         ds = ds.map(lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
-        if config.elastic_alpha > 0:
-            # In order (no parallel calls), so one seeded generator gives the same fields every run.
-            rng = np.random.default_rng(config.seed + 3)
-
-            def distort(images: np.ndarray) -> np.ndarray:
-                return elastic(images, rng, config.elastic_alpha, config.elastic_sigma)
-
-            ds = ds.map(lambda a, b: (tf.ensure_shape(tf.numpy_function(distort, [a], tf.float32), a.shape), b))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
