@@ -87,6 +87,32 @@ def test_int8_graph_rewrite_is_the_same_function_and_leaves_no_dynamic_shape_ops
     assert "SPACE_TO_DEPTH" not in float_report.op_counts
 
 
+def test_int8_graph_folds_a_batch_norm_after_the_first_conv_and_still_rewrites_it(synth_test_arrays) -> None:
+    """seed-bn: conv -> BatchNormalization -> ReLU. The rewrite folds the BN into the conv (trained, non-trivial
+    statistics) and still takes the SPACE_TO_DEPTH path; the function is unchanged."""
+    import keras
+
+    from digitkit.converters.tflite import int8_graph, to_float
+    from digitkit.toolkit.models import build_model
+
+    model = build_model("seed-bn")
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):  # moving statistics as after training
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.5, n), rng.normal(0, 0.3, n),
+                               rng.uniform(0.2, 3, n)])
+    rewritten = int8_graph(model)
+    names = [lay.name for lay in rewritten.layers]
+    assert any(n.endswith("_s2d_in") for n in names)
+    def bns(m: keras.Model) -> int:
+        return sum(isinstance(lay, keras.layers.BatchNormalization) for lay in m.layers)
+
+    assert (bns(model), bns(rewritten)) == (3, 2)  # the second conv's and the fc's stay (the converter folds them)
+    x = to_float(synth_test_arrays[0][:64])
+    np.testing.assert_allclose(np.asarray(rewritten(x)), np.asarray(model(x)), atol=1e-5)
+
+
 @pytest.mark.parametrize("io", ["int8", "float32"])
 def test_int8_other_io_types(converted, io: str) -> None:
     report, path = converted("int8", io)
