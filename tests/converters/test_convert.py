@@ -113,6 +113,21 @@ def test_int8_graph_folds_a_batch_norm_after_the_first_conv_and_still_rewrites_i
     np.testing.assert_allclose(np.asarray(rewritten(x)), np.asarray(model(x)), atol=1e-5)
 
 
+def test_seed_bn_converts_to_exactly_the_seed_networks_int8_ops(synth_test_arrays) -> None:
+    """Batch norm is a training aid: the int8 file of seed-bn runs the seed network's operators and no more
+    (both BNs after the second conv and fc 128 folded by the converter, the first by int8_graph)."""
+    from collections import Counter
+
+    from digitkit.converters.flatbuffer import read_ops
+    from digitkit.converters.tflite import convert_keras
+    from digitkit.toolkit.models import build_model
+
+    ops = Counter(op.op for op in read_ops(convert_keras(build_model("seed-bn"), "int8", io="uint8",
+                                                         calibration=synth_test_arrays[0][:32])))
+    assert ops == Counter({"QUANTIZE": 2, "SPACE_TO_DEPTH": 1, "CONV_2D": 2, "DEPTH_TO_SPACE": 1, "MAX_POOL_2D": 2,
+                           "RESHAPE": 1, "FULLY_CONNECTED": 2, "SOFTMAX": 1})
+
+
 @pytest.mark.parametrize("io", ["int8", "float32"])
 def test_int8_other_io_types(converted, io: str) -> None:
     report, path = converted("int8", io)
