@@ -141,7 +141,7 @@ def build_tiny(keras: Any, dropout: float = 0.0, classes: int = WITH_NOT_A_DIGIT
 
 ARCHITECTURES: dict[str, tuple[Callable[..., Any], str]] = {
     "seed": (build_seed, "the seed CNN: conv5x5x16-pool-conv5x5x36-pool-fc128-fc10"),
-    "seed-bn": (build_seed_bn, "the seed CNN with batch norm"),
+    "seed-bn": (build_seed_bn, "the seed CNN trained with batch norm, folded away on conversion (the default)"),
     "vgg": (build_vgg, "VGG-style 32-32-64-64 3x3 convs with batch norm, fc128"),
     "strided": (build_strided, "3x3 conv stacks 32-32 / 64-64 with 5x5 stride-2 downsampling, conv4x4x128, BN"),
     "strided-pair": (build_strided_pair, "two strided nets averaged: an ensemble in one graph"),

@@ -27,8 +27,8 @@ def test_seed_model_meets_the_quality_bar(seed_int8) -> None:
     report, _ = seed_int8
     assert report.test_size == 10_000 and report.calibration_samples == 500
     assert report.float_ops == 0 and report.input_dtype == "UINT8"
-    assert report.converted_accuracy >= 0.994
-    assert report.drop_pp <= 0.1
+    assert report.converted_accuracy >= 0.995  # issue 11: train + convert with defaults
+    assert report.drop_pp <= 0.05
     assert report.compression_ratio <= 0.27
     assert report.conversion_seconds < 10.0
     assert report.agreement >= 0.995

@@ -21,9 +21,11 @@ runner = CliRunner()
 
 def _config(out: Path, data_dir: Path, **overrides: object) -> PipelineConfig:
     # 2 epochs on the synthetic set (one teaches 11 classes too little); a loose gate since 300 test images
-    # make one image 0.33 pp.
-    settings = {"out": str(out), "data_dir": str(data_dir), "epochs": 2, "max_drop": 50.0, "runs": 20,
-                "samples": 4}
+    # make one image 0.33 pp. The plain seed network: the default seed-bn's batch-norm statistics (Keras momentum
+    # 0.99) are still near their initial values after 2 x 10 steps, so it answers "not a digit" to everything;
+    # the default runs in the slow test on real data.
+    settings = {"out": str(out), "data_dir": str(data_dir), "arch": "seed", "epochs": 2, "max_drop": 50.0,
+                "runs": 20, "samples": 4}
     return PipelineConfig(**{**settings, **overrides})  # type: ignore[arg-type]
 
 
@@ -141,12 +143,13 @@ def test_bad_settings_refused_before_work(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_default_pipeline_on_real_data_meets_the_bars(real_data_dir: Path, tmp_path: Path) -> None:
-    """The issue's bars: defaults finish within 15 minutes and the int8 model keeps >= 99.4 %."""
+    """`make demo`'s bars (issue 11): the defaults (seed-bn, 30 epochs, all 60 000 images) finish within 12 minutes
+    on a quiet 2-core machine and the int8 model reaches >= 99.5 %."""
     start = time.perf_counter()
     result = pipeline(out=str(tmp_path / "real"), data_dir=str(real_data_dir))
     minutes = (time.perf_counter() - start) / 60
     s = result.summary
     assert result.gate_passed and s["drop_pp"] <= s["max_drop_pp"]
-    assert s["int8_accuracy"] >= 0.994, s
+    assert s["int8_accuracy"] >= 0.995, s
     assert s["bars"]["int8_vs_float32_tflite_size"] <= 0.27
-    assert minutes <= 15, f"{minutes:.1f} min"
+    assert minutes <= 12, f"{minutes:.1f} min"
