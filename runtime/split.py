@@ -79,9 +79,10 @@ SURE = 0.9
 SURE_ND = 0.5
 SURE_ASPECT_ND = 2.0
 SPLIT_REJECTED = True  # also try blobs the model calls "not a digit" (when it has that answer)
-PIECE_SURE = 0.7  # with that answer, every piece of an accepted split is read at least this surely
+PIECE_SURE = 0.8  # with that answer, every piece of an accepted split is read at least this surely (0.7 / 0.5
+# below let twice as many doodle pages through with the slanted cuts: nondigit_pages.py --seed 5)
 PIECE_NAD = 0.1  # ... and called "not a digit" at less than this (stricter than the reject threshold: doodles)
-PIECE_HEIGHT = 0.5  # ... and is at least this tall relative to the blob's ink
+PIECE_HEIGHT = 0.6  # ... and is at least this tall relative to the blob's ink
 
 
 def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, rejected=None,
