@@ -85,3 +85,14 @@ def test_a_wide_blob_the_model_accepts_is_one_digit_with_a_not_a_digit_answer_on
     rejected = _model_rows(1, 0, 0.2, 0.7)
     _, _, trace = split_touching([seg], rejected, predict, lambda p: p[:, :10], lambda p: p[10] >= 0.34)
     assert trace[0][0] is not None  # ... and when it says "not a digit", the blob is cut
+
+
+def test_the_fast_component_labelling_gives_what_opencvs_default_gives() -> None:
+    from digitkit.runtime.segment import components
+
+    rng = np.random.default_rng(3)
+    binary = (cv2.GaussianBlur(rng.random((240, 320)).astype(np.float32), (0, 0), 3) > 0.52).astype(np.uint8)
+    n, labels, stats, centroids = components(binary)
+    m, labels2, stats2, centroids2 = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    assert n == m and n > 10
+    assert (labels == labels2).all() and (stats == stats2).all() and np.allclose(centroids, centroids2)
