@@ -96,3 +96,14 @@ def test_the_fast_component_labelling_gives_what_opencvs_default_gives() -> None
     m, labels2, stats2, centroids2 = cv2.connectedComponentsWithStats(binary, connectivity=8)
     assert n == m and n > 10
     assert (labels == labels2).all() and (stats == stats2).all() and np.allclose(centroids, centroids2)
+
+
+def test_a_hint_steeper_than_the_search_range_still_gets_an_angle() -> None:
+    from digitkit.runtime.deskew import MAX_ANGLE, profile_angle
+
+    ink = np.zeros((300, 300), np.uint8)
+    for k in range(3):  # rings climbing at 50 degrees: a hint past the +-35 degree range
+        cv2.ellipse(ink, (60 + 60 * k, 240 - 72 * k), (15, 24), 0, 0, 360, 255, 3)
+    for hint in (50.0, -60.0):
+        angle = profile_angle((ink > 100).astype(np.uint8), hint, 12.0)
+        assert abs(angle) <= MAX_ANGLE and abs(angle - np.sign(hint) * MAX_ANGLE) <= 12.0 + 2.0
