@@ -35,10 +35,13 @@ def profile_angle(binary: np.ndarray, around: float = 0.0, span: float = MAX_ANG
         ys, xs = ys[pick], xs[pick]
     x = xs.astype(np.float32) - xs.mean()
     y = ys.astype(np.float32) - ys.mean()
-    # Coarse to fine: every 3 degrees, then every degree around the best.
+    # Coarse to fine: every 3 degrees, then every degree around the best. A hint steeper than the search range
+    # (two candidates 50 degrees apart) searches the range's end: unclamped, the range was empty and the
+    # picture failed to read (a doodle page did).
+    around = float(np.clip(around, -MAX_ANGLE, MAX_ANGLE))
     coarse = np.arange(max(-MAX_ANGLE, around - span), min(MAX_ANGLE, around + span) + 1e-6, 3 * _STEP)
     best = _best(x, y, coarse)
-    return _best(x, y, np.arange(best - 2 * _STEP, best + 2 * _STEP + 1e-6, _STEP))
+    return _best(x, y, np.arange(max(-MAX_ANGLE, best - 2 * _STEP), min(MAX_ANGLE, best + 2 * _STEP) + 1e-6, _STEP))
 
 
 def _best(x: np.ndarray, y: np.ndarray, angles: np.ndarray) -> float:
