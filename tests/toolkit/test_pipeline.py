@@ -113,8 +113,8 @@ def test_failed_gate_still_reports_and_cli_exits_3(first: tuple[PipelineResult, 
     (out / "stages").mkdir(parents=True)
     for name in ("float.keras", "float.keras.json", "stages/train.json"):
         shutil.copy(src / name, out / name)
-    result = runner.invoke(app, ["pipeline", "--out", str(out), "--data-dir", str(synth_data_dir), "--epochs", "2",
-                                 "--max-drop", "-100", "--runs", "20"])
+    result = runner.invoke(app, ["pipeline", "--out", str(out), "--data-dir", str(synth_data_dir), "--arch", "seed",
+                                 "--epochs", "2", "--max-drop", "-100", "--runs", "20"])
     assert result.exit_code == 3, result.output
     assert "failed the accuracy gate" in result.output and "reused finished stages: train" in result.output
     assert not (out / "int8.tflite").exists() and (out / "int8.rejected.tflite").is_file()
