@@ -24,6 +24,12 @@ HOST_PY=${HOST_PY:-$REPO/.venv/bin/python}  # the project's own venv (TensorFlow
 BINFMT=/proc/sys/fs/binfmt_misc
 VENV_IN_ROOT=/root/digitkit-venv  # where a Pi user's `python3 -m venv` would put it
 SRC_IN_ROOT=/root/digitkit        # the checkout, copied in (pip builds in the source tree)
+# The emulated CPU for building the root and installing into it. Not qemu's default `max`: Debian trixie builds
+# arm64 code with branch protection (pointer authentication instructions in every function), and `max` emulates
+# them with the QARMA5 cipher in software: trixie's python3 ran 17 x slower under `max` than under cortex-a72
+# (qemu 7.2), which is why a trixie root once took 45 min to debootstrap and its pip install never finished.
+# The Pi cores (A53/A72/A76, all before Armv8.3) have no pointer authentication: there those are no-ops.
+INSTALL_CPU=cortex-a72
 log() { printf 'test-pi: %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 2; }
 
@@ -116,7 +122,7 @@ build_root() {
         log "$distro: debootstrap arm64 from $PI_MIRROR (a few minutes; reused next time)"
         local t0=$SECONDS
         # In a private namespace too: debootstrap's own /proc and /sys mounts cannot leak either.
-        nice -n 10 unshare --mount --propagation private -- debootstrap --arch=arm64 --variant=minbase \
+        QEMU_CPU=$INSTALL_CPU nice -n 10 unshare --mount --propagation private -- debootstrap --arch=arm64 --variant=minbase \
             --include=python3,python3-venv,python3-pip,ca-certificates "$distro" "$root.tmp" "$PI_MIRROR" \
             >"$PI_DIR/debootstrap-$distro.log" 2>&1 \
             || die "debootstrap $distro failed: see $PI_DIR/debootstrap-$distro.log"
@@ -155,7 +161,7 @@ install_runtime() {
     fi
     log "$distro: pip install . (arm64 wheels from PyPI; the test tools pytest and hypothesis beside it)"
     local t0=$SECONDS
-    in_root "$root" "" max "" bash -euo pipefail -c "
+    in_root "$root" "" "$INSTALL_CPU" "" bash -euo pipefail -c "
         [ -x $VENV_IN_ROOT/bin/python ] || python3 -m venv $VENV_IN_ROOT
         cd $SRC_IN_ROOT
         t0=\$(date +%s)
