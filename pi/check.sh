@@ -11,7 +11,8 @@
 # test files; default: tests/runtime and tests/test_runtime_isolation.py), PI_MIRROR (the Debian
 # mirror; default: the one apt uses here), PI_DIR (.pi). Needs root, an x86-64 host, binfmt_misc, and network
 # to the Debian mirror and PyPI. Every mount is made inside a private mount namespace (unshare), so none
-# outlives the run even if it is killed; binfmt_misc itself is unmounted again if this script mounted it.
+# outlives the run even if it is killed; binfmt_misc itself is unmounted again if a run mounted it (by the last
+# run to end, when several run at once).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,7 +44,11 @@ default_mirror() {
 PI_MIRROR=${PI_MIRROR:-$(default_mirror)}
 
 # --- can this machine run it? ------------------------------------------------------------------------------
-MOUNTED_BINFMT=0
+# Unmounting binfmt_misc drops every registration (Linux 6.7 and later), which would break a test-pi run still
+# going (two checkouts, or CI and a developer, on one machine). So every run holds a shared lock on LOCK; the run
+# that mounted it leaves a MARK, and whichever run ends last (gets the lock exclusively) unmounts it.
+LOCK=/run/digitkit-test-pi.lock
+MARK=/run/digitkit-test-pi.mounted-binfmt
 TESTS_FAILED=()
 probe() {
     [ "$(uname -m)" = x86_64 ] || { echo "the host is $(uname -m), not x86-64: this check emulates arm64 on x86-64"; return 1; }
@@ -59,11 +64,14 @@ probe() {
         { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"; } \
             >"$PI_DIR/apt.log" 2>&1 || { echo "apt-get install ${missing[*]} failed (see $PI_DIR/apt.log)"; return 1; }
     fi
+    exec 9>>"$LOCK"
+    flock -x 9  # the check and the mount as one step, then shared for the rest of the run
     if ! mountpoint -q "$BINFMT"; then
         mount -t binfmt_misc binfmt_misc "$BINFMT" 2>/dev/null \
-            || { echo "binfmt_misc cannot be mounted at $BINFMT (a container without that privilege?)"; return 1; }
-        MOUNTED_BINFMT=1
+            || { flock -s 9; echo "binfmt_misc cannot be mounted at $BINFMT (a container without that privilege?)"; return 1; }
+        touch "$MARK"
     fi
+    flock -s 9
     update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true  # already enabled is fine; checked below
     [ "$(head -1 "$BINFMT/qemu-aarch64" 2>/dev/null)" = enabled ] \
         || { echo "qemu-aarch64 is not registered with binfmt_misc (update-binfmts --enable qemu-aarch64 failed)"; return 1; }
@@ -82,9 +90,13 @@ EOF
 }
 
 cleanup() {
-    # Mounts live in private namespaces and die with them; binfmt_misc is the one host mount we may have made.
-    # (Its registrations stay in the kernel after the unmount: the next run needs no re-registration.)
-    if [ "$MOUNTED_BINFMT" = 1 ]; then umount "$BINFMT" || log "could not unmount $BINFMT"; fi
+    # Mounts live in private namespaces and die with them; binfmt_misc is the one host mount a run may have made:
+    # the last run out unmounts it if a run mounted it.
+    { true >&9; } 2>/dev/null || return 0  # the probe never got as far as the lock
+    if [ -e "$MARK" ] && flock -n -x 9; then
+        umount "$BINFMT" || log "could not unmount $BINFMT"
+        rm -f "$MARK"
+    fi
 }
 
 # --- the arm64 root ----------------------------------------------------------------------------------------
@@ -279,7 +291,7 @@ main() {
     local why
     why=$(mktemp)
     [ "$(id -u)" != 0 ] || mkdir -p "$PI_DIR"
-    if ! probe >"$why"; then  # not in $(...): the probe's mount must be seen by cleanup
+    if ! probe >"$why"; then  # not in $(...): the probe's lock must stay with this shell
         [ "${1:-run}" = probe ] && { echo "test-pi cannot run here: $(cat "$why")"; rm -f "$why"; exit 1; }
         die "test-pi cannot run here: $(cat "$why"; rm -f "$why")"
     fi
