@@ -46,8 +46,10 @@ PI_MIRROR=${PI_MIRROR:-$(default_mirror)}
 # --- can this machine run it? ------------------------------------------------------------------------------
 # Unmounting binfmt_misc drops every registration (Linux 6.7 and later), which would break a test-pi run still
 # going (two checkouts, or CI and a developer, on one machine). So every run holds a shared lock on LOCK; the run
-# that mounted it leaves a MARK, and whichever run ends last (gets the lock exclusively) unmounts it.
+# that mounted it leaves a MARK, and whichever run ends last (gets the lock exclusively) unmounts it. MOUNT_LOCK
+# makes "is it mounted? mount it" and "am I last? unmount it" one step each.
 LOCK=/run/digitkit-test-pi.lock
+MOUNT_LOCK=/run/digitkit-test-pi.mount.lock
 MARK=/run/digitkit-test-pi.mounted-binfmt
 TESTS_FAILED=()
 probe() {
@@ -65,13 +67,15 @@ probe() {
             >"$PI_DIR/apt.log" 2>&1 || { echo "apt-get install ${missing[*]} failed (see $PI_DIR/apt.log)"; return 1; }
     fi
     exec 9>>"$LOCK"
-    flock -x 9  # the check and the mount as one step, then shared for the rest of the run
+    flock -s 9  # held for the whole run
+    exec 8>>"$MOUNT_LOCK"
+    flock -x 8
     if ! mountpoint -q "$BINFMT"; then
         mount -t binfmt_misc binfmt_misc "$BINFMT" 2>/dev/null \
-            || { flock -s 9; echo "binfmt_misc cannot be mounted at $BINFMT (a container without that privilege?)"; return 1; }
+            || { flock -u 8; echo "binfmt_misc cannot be mounted at $BINFMT (a container without that privilege?)"; return 1; }
         touch "$MARK"
     fi
-    flock -s 9
+    flock -u 8
     update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true  # already enabled is fine; checked below
     [ "$(head -1 "$BINFMT/qemu-aarch64" 2>/dev/null)" = enabled ] \
         || { echo "qemu-aarch64 is not registered with binfmt_misc (update-binfmts --enable qemu-aarch64 failed)"; return 1; }
@@ -93,7 +97,9 @@ cleanup() {
     # Mounts live in private namespaces and die with them; binfmt_misc is the one host mount a run may have made:
     # the last run out unmounts it if a run mounted it.
     { true >&9; } 2>/dev/null || return 0  # the probe never got as far as the lock
-    if [ -e "$MARK" ] && flock -n -x 9; then
+    exec 8>>"$MOUNT_LOCK"
+    flock -x 8
+    if [ -e "$MARK" ] && flock -n -x 9; then  # exclusive: no other run holds it shared
         umount "$BINFMT" || log "could not unmount $BINFMT"
         rm -f "$MARK"
     fi
