@@ -35,6 +35,7 @@ class Tally:
     digits: int = 0  # digits compared (where the boxes agree)
     conf_same: int = 0
     conf_one_step: int = 0
+    conf_max_diff: float = 0.0  # the largest confidence difference among the compared digits
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -60,6 +61,7 @@ def _compare_digits(key: str, ref: list[dict], got: list[dict], t: Tally) -> Non
     for a, b in zip(ref, got, strict=True):
         t.digits += 1
         diff = abs(a["confidence"] - b["confidence"])
+        t.conf_max_diff = max(t.conf_max_diff, diff)
         if diff <= ROUNDING:
             t.conf_same += 1
         elif diff <= STEP + ROUNDING:
@@ -144,8 +146,8 @@ def main() -> int:
     runs = sorted(p.parent for p in args.results.glob("*/*/platform.txt"))
     out = [f"x86-64 reference: {(ref_dir / 'platform.txt').read_text().strip()}", "",
            _row(["distro/profile", "model", "kind", "compared", "same reading", "same boxes", "same classes",
-                 "confidences same", "one 1/256 step", "verdict"]),
-           _row(["---"] * 10)]
+                 "confidences same", "one 1/256 step", "max confidence difference", "verdict"]),
+           _row(["---"] * 11)]
     failed: list[str] = []
     notes: list[str] = []
     for run in runs:
@@ -168,7 +170,7 @@ def main() -> int:
                 gated = kind != "camera-mjpg"  # MJPG decodes to other pixels on arm (FFmpeg): reported only
                 verdict = ("ok" if t.ok else "DIFFERENT") if gated else f"reported ({len(t.problems)} differences)"
                 out.append(_row([name, model, kind, t.items, t.same_text, t.same_boxes, t.same_classes,
-                                 f"{t.conf_same}/{t.digits}", t.conf_one_step, verdict]))
+                                 f"{t.conf_same}/{t.digits}", t.conf_one_step, f"{t.conf_max_diff:.4f}", verdict]))
                 if gated:
                     failed += [f"{name} {model} {kind}: {p}" for p in t.problems[:10]]
     text = "\n".join(out + ["", *notes])

@@ -46,8 +46,8 @@ def test_identical_runs_and_one_step_confidences_pass(tmp_path: Path) -> None:
     _write(tmp_path / "bookworm" / "pi3", images, frames, frames)
     done = _run(tmp_path)
     assert done.returncode == 0, done.stdout
-    assert "| bookworm/pi3 | m | classify | 3 | 3 | 3 | 3 | 1/2 | 1 | ok |" in done.stdout
-    assert "| bookworm/pi3 | m | camera | 4 | 4 | 4 | 4 | 4/4 | 0 | ok |" in done.stdout
+    assert "| bookworm/pi3 | m | classify | 3 | 3 | 3 | 3 | 1/2 | 1 | 0.0039 | ok |" in done.stdout
+    assert "| bookworm/pi3 | m | camera | 4 | 4 | 4 | 4 | 4/4 | 0 | 0.0000 | ok |" in done.stdout
 
 
 @pytest.mark.parametrize(("kind", "change", "message"), [
@@ -77,7 +77,7 @@ def test_mjpg_differences_are_reported_not_failed(tmp_path: Path) -> None:
     _write(tmp_path / "bookworm" / "pi5", IMAGES, FRAMES, mjpg)
     done = _run(tmp_path)
     assert done.returncode == 0, done.stdout
-    assert "| camera-mjpg | 4 | 4 | 3 | 4 | 3/3 | 0 | reported (1 differences) |" in done.stdout
+    assert "| camera-mjpg | 4 | 4 | 3 | 4 | 3/3 | 0 | 0.0000 | reported (1 differences) |" in done.stdout
 
 
 def test_no_xnnpack_or_no_reference_fails(tmp_path: Path) -> None:

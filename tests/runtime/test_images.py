@@ -350,6 +350,9 @@ def _run_with_peak_rss(args: list[str], out: Path) -> tuple[int, float]:
     return int(code), int(rss_kib) / 1024
 
 
+# `timing`: each run must finish within _run_with_peak_rss's 300 s, a budget for native speed (an emulated Pi 3
+# took longer than that for the 10 000 files and failed on it).
+@pytest.mark.timing
 def test_ten_thousand_files_some_bad_memory_stays_flat(tiny_int8_tflite: Path, tmp_path: Path) -> None:
     tiles, _ = synth_digits(200, 3)
     runs = {}
