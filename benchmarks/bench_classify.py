@@ -12,7 +12,6 @@ Bars (issue 4): >= 2000 images/s once started, cold start <= 1 s, peak RSS <= 15
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -28,6 +27,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from photos import emit  # noqa: E402  (benchmarks/ is not a package)
 
 
 @dataclass(frozen=True)
@@ -182,12 +183,7 @@ def main() -> None:
                    - min(res["folder_peak_rss_mb"].values()) <= 5,
                    "accuracy_within_0.2pp": abs(res["classify_accuracy"] - res["model_accuracy"]) <= 0.002
                    and abs(res["classify_accuracy_inverted"] - res["model_accuracy"]) <= 0.002}
-    text = json.dumps(res, indent=2)
-    print(text)
-    if a.out:
-        from digitkit.runtime.fileio import atomic_write_text
-
-        atomic_write_text(a.out, text + "\n")
+    emit(res, a.out)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ the measured figure is ``--split test`` (the 10 000 MNIST test images, seed 1).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -26,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from photos import camera, edit_distance, ink_on, paper  # noqa: E402
+from photos import camera, emit, ink_on, paper, read_all  # noqa: E402
 
 
 def _crop(tile: np.ndarray) -> np.ndarray:
@@ -101,24 +99,11 @@ def measure(model: str | None, data_dir: str, split: str, n: int, show_errors: i
 
     x, y = mnist_split(data_dir, split)
     clf = DigitClassifier(model_path=model, threads=1)
-    exact = dist = total = 0
-    spent = 0.0
-    for i, (photo, truth) in enumerate(line_set(x, y, n, 0 if split == "train" else 1, max_overlap)):
-        t = time.perf_counter()
-        text = clf.classify(photo).text
-        spent += time.perf_counter() - t
-        exact += text == truth
-        dist += edit_distance(text, truth)
-        total += len(truth)
-        if text != truth and show_errors:
-            show_errors -= 1
-            out = Path("/tmp/digitkit_line_errors")
-            out.mkdir(exist_ok=True)
-            cv2.imwrite(str(out / f"{i:04d}_{truth}_{text or 'none'}.png"), photo)
-            print(f"line {i}: truth {truth!r} read {text!r}")
-    return {"split": split, "lines": n, "max_overlap": max_overlap, "exact": exact / n,
-            "digit_accuracy": 1 - dist / total,
-            "seconds_per_line": spent / n, "model": model or "shipped"}
+    t = read_all(clf, line_set(x, y, n, 0 if split == "train" else 1, max_overlap), show_errors,
+                 "/tmp/digitkit_line_errors", "line", ".png")
+    return {"split": split, "lines": n, "max_overlap": max_overlap, "exact": t.exact / n,
+            "digit_accuracy": 1 - t.dist / t.total,
+            "seconds_per_line": t.seconds / n, "model": model or "shipped"}
 
 
 def main() -> None:
@@ -132,13 +117,7 @@ def main() -> None:
                     help="how far past touching a digit is pushed into the last, as a fraction of the height")
     ap.add_argument("--out")
     a = ap.parse_args()
-    res = measure(a.model, a.data_dir, a.split, a.n, a.show_errors, a.max_overlap)
-    text = json.dumps(res, indent=2)
-    print(text)
-    if a.out:
-        from digitkit.runtime.fileio import atomic_write_text
-
-        atomic_write_text(a.out, text + "\n")
+    emit(measure(a.model, a.data_dir, a.split, a.n, a.show_errors, a.max_overlap), a.out)
 
 
 if __name__ == "__main__":

@@ -211,6 +211,54 @@ def edit_distance(a: str, b: str) -> int:
     return row[-1]
 
 
+@dataclass
+class Tally:
+    """What reading a set of (photo, written text) pairs came to."""
+
+    n: int = 0
+    exact: int = 0  # photos read exactly right
+    dist: int = 0  # edit distance summed over the photos
+    total: int = 0  # characters written
+    blanks: int = 0  # photos with nothing written
+    on_blank: int = 0  # characters read on those
+    seconds: float = 0.0  # spent in classify
+
+
+def read_all(clf, items, show_errors: int, errors_dir: str, what: str, ext: str) -> Tally:
+    """Classify every (photo, truth) of ``items`` and count; the first ``show_errors`` misreadings are written to
+    ``errors_dir`` and printed (``what`` names one item in that line)."""
+    t = Tally()
+    for i, (photo, truth) in enumerate(items):
+        start = time.perf_counter()
+        text = clf.classify(photo).text
+        t.seconds += time.perf_counter() - start
+        t.n += 1
+        t.exact += text == truth
+        t.dist += edit_distance(text, truth)
+        t.total += len(truth)
+        if not truth:
+            t.blanks += 1
+            t.on_blank += len(text)
+        if text != truth and show_errors:
+            show_errors -= 1
+            out = Path(errors_dir)
+            out.mkdir(exist_ok=True)
+            cv2.imwrite(str(out / f"{i:04d}_{truth or 'blank'}_{text or 'none'}{ext}"), photo)
+            print(f"{what} {i}: truth {truth!r} read {text!r}")
+    return t
+
+
+def emit(res: dict, out: str | None) -> None:
+    """Print a benchmark's result as indented JSON, and write the same to ``out`` when given."""
+    text = json.dumps(res, indent=2)
+    print(text)
+    if out:
+        sys.path.insert(0, str(REPO))
+        from digitkit.runtime.fileio import atomic_write_text
+
+        atomic_write_text(out, text + "\n")
+
+
 @dataclass(frozen=True)
 class QualityResult:
     images: int
@@ -237,26 +285,10 @@ def quality(model: str, data_dir: str, n: int, dev: bool, min_confidence: float 
     cfg = ClassifyConfig(model_path=model, threads=1) if min_confidence is None else \
         ClassifyConfig(model_path=model, threads=1, min_confidence=min_confidence)
     clf = DigitClassifier(config=cfg)
-    exact = dist = total = blanks = on_blank = 0
-    spent = 0.0
-    for i, (photo, truth) in enumerate(photo_set(x, y, n, seed, max_tilt=max_tilt)):
-        t = time.perf_counter()
-        text = clf.classify(photo).text
-        spent += time.perf_counter() - t
-        exact += text == truth
-        dist += edit_distance(text, truth)
-        total += len(truth)
-        if not truth:
-            blanks += 1
-            on_blank += len(text)
-        if text != truth and show_errors:
-            show_errors -= 1
-            out = Path("/tmp/digitkit_photo_errors")
-            out.mkdir(exist_ok=True)
-            cv2.imwrite(str(out / f"{i:04d}_{truth or 'blank'}_{text or 'none'}.jpg"), photo)
-            print(f"photo {i}: truth {truth!r} read {text!r}")
-    return QualityResult(images=n, exact=exact / n, digit_accuracy=1 - dist / max(total, 1), blank_pages=blanks,
-                         digits_on_blank_pages=on_blank, seconds_per_photo=spent / n,
+    t = read_all(clf, photo_set(x, y, n, seed, max_tilt=max_tilt), show_errors, "/tmp/digitkit_photo_errors",
+                 "photo", ".jpg")
+    return QualityResult(images=n, exact=t.exact / n, digit_accuracy=1 - t.dist / max(t.total, 1),
+                         blank_pages=t.blanks, digits_on_blank_pages=t.on_blank, seconds_per_photo=t.seconds / n,
                          min_confidence=clf.config.min_confidence, model=model,
                          subset=subset + (f", tilted up to {max_tilt:g} deg" if max_tilt else ""))
 
@@ -324,13 +356,7 @@ def main() -> None:
     else:
         res = rejection(a.model, a.data_dir, a.n, (0.3, 0.35, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95))
     res["platform"] = platform.platform()
-    text = json.dumps(res, indent=2)
-    print(text)
-    if a.out:
-        sys.path.insert(0, str(REPO))
-        from digitkit.runtime.fileio import atomic_write_text
-
-        atomic_write_text(a.out, text + "\n")
+    emit(res, a.out)
 
 
 if __name__ == "__main__":
