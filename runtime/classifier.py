@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from digitkit.runtime.context import MIN_LINE, text_lines
+from digitkit.runtime.context import MIN_LINE_BEFORE_SPLIT, text_lines
 from digitkit.runtime.deskew import upright
 from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.images import DEFAULT_MAX_PIXELS, load_image, read_image
@@ -225,8 +225,8 @@ class DigitClassifier:
         """One image's candidates and their model rows -> its reading: lines of text dropped, touching digits
         split (:mod:`digitkit.runtime.split`), thresholds applied. Also returns what ``--explain`` draws."""
         rejected = self._rejected
-        if rejected is not None and len(segments) >= MIN_LINE:  # a line of mostly non-digits is text
-            text = text_lines([s.box for s in segments], [rejected(p) for p in probs])
+        if rejected is not None and len(segments) >= MIN_LINE_BEFORE_SPLIT:  # a line of mostly non-digits: text
+            text = text_lines([s.box for s in segments], [rejected(p) for p in probs], MIN_LINE_BEFORE_SPLIT)
             if any(text):
                 keep = [i for i, t in enumerate(text) if not t]
                 segments, probs = [segments[i] for i in keep], probs[keep]

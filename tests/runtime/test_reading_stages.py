@@ -235,4 +235,21 @@ def test_a_line_of_mostly_rejected_candidates_is_text_and_a_short_or_digit_line_
     rejected = [True, False, True, True, False] + [False, False, True, False]
     assert [sorted(line) for line in lines_of(boxes)] == [[0, 1, 2, 3, 4], [5, 6, 7, 8]]
     assert text_lines(boxes, rejected) == [True] * 5 + [False] * 4
-    assert text_lines(word[:2], [True, True]) == [False, False]  # two candidates: too short to judge
+    assert text_lines(word[:1], [True]) == [False]  # one candidate: too short to judge
+    assert text_lines(word[:2], [True, False]) == [True, True]  # a letter beside a "digit": half the line is text
+    # before touching digits are split, a pair is not judged: the rejected blob may be two digits
+    assert text_lines(word[:2], [True, False], min_line=3) == [False, False]
+
+
+def test_marks_of_mixed_heights_along_one_line_are_one_line() -> None:
+    """Letters of mixed sizes written along one line: tops and centres staggered, each overlapping its
+    neighbour in height. The old centre-in-span rule cut them into two short lines that were too short to
+    judge, and the one letter the model accepted (a c read as 0) was reported."""
+    from digitkit.runtime.context import lines_of, text_lines
+
+    row = [(267, 42, 28, 31), (569, 46, 32, 40), (356, 47, 30, 42), (143, 58, 49, 64), (462, 76, 51, 51)]
+    assert [sorted(line) for line in lines_of(row)] == [[0, 1, 2, 3, 4]]
+    assert text_lines(row, [True, True, True, True, False]) == [True] * 5
+    # Two lines of digits one above the other (heights overlap by less than half) stay two lines.
+    two = [(10, 100, 25, 40), (40, 104, 25, 40), (10, 125, 25, 40), (40, 128, 25, 40)]
+    assert [sorted(line) for line in lines_of(two)] == [[0, 1], [2, 3]]
