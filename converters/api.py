@@ -197,7 +197,7 @@ def convert(model: str | os.PathLike[str], out: str | os.PathLike[str], config: 
             verification_seconds=round(verification_seconds, 3), backend=result.backend,
             op_counts=op_counts(ops), float_ops=len(floating),
             rejected_path=str(kept) if kept else None,
-            layers_path=str(layers_path(out)) if layers is not None else None,
+            layers_path=str(layers_path(out)) if layers is not None else None, read_accuracy=result.read_accuracy,
             not_a_digit=nad.to_dict() if nad is not None else None,
         )
         if layers is not None:  # written whether or not the gate passes: it is how a failure is debugged

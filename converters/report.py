@@ -53,6 +53,7 @@ class ConversionReport:
     rejected_path: str | None = None  # with --keep-rejected, where the failing model was kept
     layers_path: str | None = None
     not_a_digit: dict[str, Any] | None = None  # Rejection.to_dict() for a model with a "not a digit" output
+    read_accuracy: float | None = None  # Verification.read_accuracy: digits read right by the runtime's rule
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,6 +159,8 @@ def report_table(report: ConversionReport) -> Table:
         rows.append(("not-a-digit threshold (validation)",
                      f"{nad['threshold']:.3f}: keeps {nad['val_digits_kept']:.2%} of {nad['val_digits']} digits, "
                      f"rejects {nad['val_negatives_rejected']:.2%} of {nad['val_negatives']} non-digits"))
+    if report.read_accuracy is not None:
+        rows.append(("test digits read (best digit, below threshold)", _pct(report.read_accuracy)))
     if report.layers_path:
         rows.append(("per-layer report", report.layers_path))
     for key, value in rows:

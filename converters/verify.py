@@ -32,6 +32,9 @@ class Verification:
     drop_pp: float  # (float - converted) * 100; negative when the converted model does better
     agreement: float  # share of test images where both predict the same class
     backend: str
+    # What the runtime reads: the best digit output, a test digit whose "not a digit" probability reaches the
+    # embedded threshold counting as an error. None for a digits-only model or one without a threshold.
+    read_accuracy: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,15 +58,22 @@ def verify(model: Any, tflite_path: str | os.PathLike[str], x_test: np.ndarray, 
     try:
         with quiet_tf():  # the interpreter announces its XNNPACK delegate on stderr
             runtime_model = TFLiteModel(tflite_path, threads=threads, metadata=metadata)
-        converted_pred = runtime_model.predict(np.asarray(x_test))
+        probs = runtime_model.predict_proba(np.asarray(x_test))
     except InferenceError as exc:
         raise ConversionError(f"the converted model does not run in the runtime: {exc}") from None
+    converted_pred = probs.argmax(axis=-1)
     float_acc = float(np.mean(float_pred == y))
     conv_acc = float(np.mean(converted_pred == y))
+    md = runtime_model.metadata
+    read_acc = None
+    if md.not_a_digit is not None and md.reject_threshold is not None:
+        digits = np.asarray(md.digit_indices)
+        read = (digits[probs[:, digits].argmax(axis=-1)] == y) & (probs[:, md.not_a_digit] < md.reject_threshold)
+        read_acc = float(np.mean(read))
     return Verification(
         test_size=int(len(y)), float_accuracy=float_acc, converted_accuracy=conv_acc,
         drop_pp=round((float_acc - conv_acc) * 100.0, 6), agreement=float(np.mean(float_pred == converted_pred)),
-        backend=runtime_model.backend,
+        backend=runtime_model.backend, read_accuracy=read_acc,
     )
 
 

@@ -297,3 +297,25 @@ def test_threshold_is_the_lowest_that_keeps_the_share_of_validation_digits() -> 
     assert np.mean(digits < lower) < 0.995  # one step lower would not keep enough
     assert rej.val_negatives_rejected == pytest.approx(np.mean(negatives >= rej.threshold))
     assert {p["threshold"] for p in rej.curve} >= {0.5, rej.threshold}
+
+
+def test_read_accuracy_is_what_the_runtime_reads(converted, synth_test_arrays) -> None:
+    """The report's read accuracy: best digit output, a test digit at or above the threshold an error;
+    computed here with LiteRT's interpreter directly, not the project's code."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    report, path = converted("int8")
+    x, y = synth_test_arrays
+    interp = Interpreter(model_path=str(path))
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    scale, zero = out["quantization"]
+    rows = []
+    for image in x:
+        interp.set_tensor(inp["index"], image.reshape(1, 28, 28, 1).astype(np.uint8))
+        interp.invoke()
+        rows.append((interp.get_tensor(out["index"])[0].astype(np.float32) - zero) * scale)
+    probs = np.array(rows)
+    threshold = report.not_a_digit["threshold"]
+    want = float(np.mean((probs[:, :10].argmax(1) == y) & (probs[:, 10] < threshold)))
+    assert report.read_accuracy == pytest.approx(want) and want > 0.8
