@@ -1,6 +1,8 @@
 """Slow: the shipped models hold their bars on the 10 000 MNIST test images, measured by code that is not the
-project's (the LiteRT interpreter fed raw pixels, argmax over every output: a "not a digit" answer on a test
-digit is an error), are fully integer, are at most 27 % of their float32 size, and reject non-digit pages."""
+project's (the LiteRT interpreter fed raw pixels; both readings must hold the bar: the argmax over every output,
+and what the runtime reads — the best digit output, a test digit whose "not a digit" probability reaches the
+embedded threshold counting as an error), are fully integer, are at most 27 % of their float32 size, and reject
+non-digit pages."""
 
 from __future__ import annotations
 
@@ -38,13 +40,18 @@ def test_shipped_model_accuracy_integer_and_size(name: str, mnist_test: tuple[np
     floats = [t["name"] for t in interp.get_tensor_details() if t["dtype"] == np.float32]
     assert floats == [], floats  # fully integer: no float32 tensor anywhere
     x, y = mnist_test
-    right = 0
-    for img, label in zip(x, y, strict=True):
+    scale, zero = out["quantization"]
+    rows = []
+    for img in x:
         interp.set_tensor(inp["index"], img.reshape(1, 28, 28, 1))
         interp.invoke()
-        right += int(np.argmax(interp.get_tensor(out["index"])[0]) == label)
-    assert right / len(y) >= BARS[name], (name, right / len(y))
+        rows.append((interp.get_tensor(out["index"])[0].astype(np.float32) - zero) * scale)
+    probs = np.array(rows)
     record = json.loads(path.with_name(path.name + ".json").read_text())
+    threshold = record["runtime"]["reject_threshold"]
+    argmax_all = float(np.mean(probs.argmax(1) == y))
+    read = float(np.mean((probs[:, :10].argmax(1) == y) & (probs[:, 10] < threshold)))
+    assert min(argmax_all, read) >= BARS[name], (name, argmax_all, read)
     assert record["report"]["size_bytes"] == path.stat().st_size
     assert path.stat().st_size <= 0.27 * record["report"]["float32_tflite_bytes"]
 
