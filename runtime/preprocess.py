@@ -115,7 +115,12 @@ def detect_polarity(gray: np.ndarray) -> str:
     require_gray(gray, "detect_polarity")
     small = _small(gray)
     k = min(_odd(max(small.shape) * 0.4), 255)
-    diff = small.astype(np.int16) - cv2.medianBlur(small, k).astype(np.int16)
+    # Mirrored, not replicated, past the edges: replicated, a dark frame round the picture (a sudoku cell's
+    # border, a vignette) fills half of every window along it, so the frame becomes the "local median" and
+    # the paper beside it a light outlier: a dark 7 in a bordered cell was read as light ink on dark paper.
+    r = k // 2
+    padded = cv2.copyMakeBorder(small, r, r, r, r, cv2.BORDER_REFLECT_101)
+    diff = small.astype(np.int16) - cv2.medianBlur(padded, k)[r:r + small.shape[0], r:r + small.shape[1]]
     sigma = 1.4826 * float(np.median(np.abs(diff))) + 1.0
     t = 3.0 * sigma
     dark = float(np.clip(-diff - t, 0, None).sum())
@@ -166,10 +171,27 @@ def ink_map(gray: np.ndarray, polarity: str = "auto", min_contrast: int = 40) ->
     # The paper's noise, from the signed residual (the clipped one is mostly zeros).
     sample = signed[:: max(1, h // 200), :: max(1, w // 200)]
     med = float(np.median(sample))
-    noise = 1.4826 * float(np.median(np.abs(sample - med)))
+    noise = min(1.4826 * float(np.median(np.abs(sample - med))), _local_noise(sample))
     otsu, _ = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     floor = int(max(med + 6.0 * noise, min_contrast, 1))  # ink 0 is paper, whatever min_contrast
     return InkMap(ink=ink, polarity=polarity, threshold=int(max(otsu, floor)), noise=noise, floor=floor)
+
+
+def _local_noise(sample: np.ndarray) -> float:
+    """Robust spread of the paper's residual about its own local median (15 px of a <= 200 px sample).
+
+    The spread about the picture's global median also counts where the background estimate is off: next
+    to a thick cell border, or inside a big digit whose dense strokes pull the estimate down, the paper
+    reads brighter than "paper" by 30-70 levels, and a 6-sigma floor built on that spread lands above a
+    faint pen's whole stroke. About a local median those slow errors cancel; grain, JPEG blotches and
+    sensor noise (finer than the window) stay in.
+    """
+    # Half-level steps around 128 so the uint8 median filter (the only one with big windows) can run.
+    u = np.clip(sample * 2.0 + 128.0, 0, 255).astype(np.uint8)
+    if min(u.shape) < 15:
+        return float("inf")
+    diff = u.astype(np.int16) - cv2.medianBlur(u, 15).astype(np.int16)
+    return 1.4826 * float(np.median(np.abs(diff))) / 2.0
 
 
 def mnist_normalise(ink: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
