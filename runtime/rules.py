@@ -16,7 +16,8 @@ from digitkit.runtime.strokes import stroke_thickness
 
 MIN_LENGTH = 0.5  # of the picture's side: shorter straight runs are left alone
 SPAN_MARGIN = 0.1  # a run reaching this close to both edges spans the picture
-ALWAYS = 0.75  # a run this long is a rule wherever it is
+ALWAYS = 0.75  # a run this long is a rule wherever it is (if it is most of the ink it touches)
+GAP = 4  # holes this long (pixels) in a ragged rule are bridged
 
 
 def _rules(binary: np.ndarray, axis: int) -> np.ndarray:
@@ -25,18 +26,35 @@ def _rules(binary: np.ndarray, axis: int) -> np.ndarray:
     length = max(15, int(MIN_LENGTH * side))
     if int(binary.sum(axis).max()) < length:  # no row (column) holds that much ink: no rule, skip the opening
         return np.zeros_like(binary)
+    # A thin rule photographed at a low threshold is ragged: it wavers by a pixel and has holes a few pixels
+    # long, so no single row (column) holds one unbroken run. Widened by a pixel across its direction and
+    # with holes of up to GAP pixels along it filled, it does.
+    across = np.ones((3, 1) if axis == 1 else (1, 3), np.uint8)
+    along = np.ones((1, GAP + 1) if axis == 1 else (GAP + 1, 1), np.uint8)
     kernel = np.ones((1, length) if axis == 1 else (length, 1), np.uint8)
-    opened = cv2.morphologyEx(binary, cv2.MORPH_OPEN, kernel)
+    mended = cv2.morphologyEx(cv2.dilate(binary, across), cv2.MORPH_CLOSE, along)
+    opened = cv2.morphologyEx(mended, cv2.MORPH_OPEN, kernel)
     if not opened.any():
         return opened
     n, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    mine = labels * binary  # each run's own ink (the mending added some)
     keep = np.zeros(n, bool)
+    whole = None
     for i in range(1, n):
         x, y, w, h = stats[i, :4]
         start, extent = (x, w) if axis == 1 else (y, h)
         spans = start <= SPAN_MARGIN * side and start + extent >= (1 - SPAN_MARGIN) * side
-        keep[i] = spans or extent >= ALWAYS * side
-    return keep[labels].astype(np.uint8)
+        if not spans and extent >= ALWAYS * side:
+            # Long but not spanning: a rule that fades out, or the stem of a tall 1, 4, 7 or 9 in a tight
+            # crop. A rule is most of the ink it is connected to; a stem is a part of its digit.
+            if whole is None:
+                whole = cv2.connectedComponentsWithStats(binary, connectivity=8)
+            ids = np.unique(whole[1][mine == i])
+            own = int(np.count_nonzero(mine == i))
+            keep[i] = own >= 0.5 * whole[2][ids[ids > 0], cv2.CC_STAT_AREA].sum()
+        else:
+            keep[i] = spans
+    return keep[labels].astype(np.uint8) & binary
 
 
 def remove_rules(ink: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
