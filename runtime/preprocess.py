@@ -7,6 +7,7 @@ larger is more ink, whatever the polarity and lighting of the original picture.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -32,6 +33,17 @@ class InkMap:
     threshold: int  # ink level separating strokes from paper (Otsu, floored by the noise and min_contrast)
     noise: float  # robust standard deviation of the paper's ink level
     floor: int = 1  # the threshold's floor (noise and min_contrast): Otsu's part may be redone on less ink
+    # When the noise set the floor above Otsu's threshold: the lower floor the paper's local noise allows
+    # (see :func:`_local_noise`), for a second reading of a picture the first found no digit in.
+    faint_floor: int | None = None
+    otsu: int = 0
+
+    def fainter(self) -> InkMap | None:
+        """The same ink map thresholded at ``faint_floor`` (None when there is no lower floor)."""
+        if self.faint_floor is None:
+            return None
+        return dataclasses.replace(self, threshold=max(self.otsu, self.faint_floor), floor=self.faint_floor,
+                                   faint_floor=None)
 
     def to_dict(self) -> dict[str, object]:
         return {"polarity": self.polarity, "threshold": self.threshold, "noise": round(self.noise, 2)}
@@ -173,10 +185,16 @@ def ink_map(gray: np.ndarray, polarity: str = "auto", min_contrast: int = 40) ->
     med = float(np.median(sample))
     noise = 1.4826 * float(np.median(np.abs(sample - med)))
     otsu, _ = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    if med + 6.0 * noise > max(otsu, min_contrast):  # the noise decides the threshold: measure it better
-        noise = min(noise, _local_noise(sample))  # (only then: the local median costs 3 ms on a camera frame)
     floor = int(max(med + 6.0 * noise, min_contrast, 1))  # ink 0 is paper, whatever min_contrast
-    return InkMap(ink=ink, polarity=polarity, threshold=int(max(otsu, floor)), noise=noise, floor=floor)
+    faint = None
+    if floor > max(otsu, min_contrast):  # the noise set the threshold: how low could the paper allow?
+        # (Only then: the local median costs 3 ms on a camera frame.) Not used at once: on a clean picture
+        # the lower threshold also joins touching digits and the remains of cell borders, so it is a second
+        # try for pictures the first reading finds no digit in (DigitClassifier).
+        lower = int(max(med + 6.0 * _local_noise(sample), min_contrast, 1))
+        faint = lower if lower < floor else None
+    return InkMap(ink=ink, polarity=polarity, threshold=int(max(otsu, floor)), noise=noise, floor=floor,
+                  faint_floor=faint, otsu=int(otsu))
 
 
 def _local_noise(sample: np.ndarray) -> float:
