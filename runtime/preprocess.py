@@ -121,18 +121,25 @@ def _small(gray: np.ndarray) -> np.ndarray:
     return shrink(gray, (max(1, round(w * f)), max(1, round(h * f))))
 
 
+def _median(small: np.ndarray, k: int) -> np.ndarray:
+    """``cv2.medianBlur`` with the picture mirrored, not replicated, past its edges.
+
+    Replicated (OpenCV's only choice), a dark frame round the picture (a sudoku cell's border, a vignette)
+    fills half of every window along it and becomes the "local median" there: the paper beside it then reads
+    as a light outlier (a dark 7 in a bordered cell was taken for light ink on dark paper).
+    """
+    r = k // 2
+    padded = cv2.copyMakeBorder(small, r, r, r, r, cv2.BORDER_REFLECT_101)
+    return cv2.medianBlur(padded, k)[r:r + small.shape[0], r:r + small.shape[1]]
+
+
 def detect_polarity(gray: np.ndarray) -> str:
     """"dark-on-light" (ink on paper) or "light-on-dark" (chalk, MNIST): ink is the minority that stands
     out from its neighbourhood, so compare how far dark and light outliers reach from a local median."""
     require_gray(gray, "detect_polarity")
     small = _small(gray)
     k = min(_odd(max(small.shape) * 0.4), 255)
-    # Mirrored, not replicated, past the edges: replicated, a dark frame round the picture (a sudoku cell's
-    # border, a vignette) fills half of every window along it, so the frame becomes the "local median" and
-    # the paper beside it a light outlier: a dark 7 in a bordered cell was read as light ink on dark paper.
-    r = k // 2
-    padded = cv2.copyMakeBorder(small, r, r, r, r, cv2.BORDER_REFLECT_101)
-    diff = small.astype(np.int16) - cv2.medianBlur(padded, k)[r:r + small.shape[0], r:r + small.shape[1]]
+    diff = small.astype(np.int16) - _median(small, k)
     sigma = 1.4826 * float(np.median(np.abs(diff))) + 1.0
     t = 3.0 * sigma
     dark = float(np.clip(-diff - t, 0, None).sum())
