@@ -198,13 +198,14 @@ def ink_map(gray: np.ndarray, polarity: str = "auto", min_contrast: int = 40) ->
         # (Only then: the local median costs 3 ms on a camera frame.) Not used at once: on a clean picture
         # the lower threshold also joins touching digits and the remains of cell borders, so it is a second
         # try for pictures the first reading finds no digit in (DigitClassifier).
-        lower = int(max(med + 6.0 * _local_noise(sample), min_contrast, 1))
+        local = _local_noise(sample)
+        lower = int(max(med + 6.0 * local, min_contrast, 1)) if local is not None else floor
         faint = lower if lower < floor else None
     return InkMap(ink=ink, polarity=polarity, threshold=int(max(otsu, floor)), noise=noise, floor=floor,
                   faint_floor=faint, otsu=int(otsu))
 
 
-def _local_noise(sample: np.ndarray) -> float:
+def _local_noise(sample: np.ndarray) -> float | None:
     """Robust spread of the paper's residual about its own local median (15 px of a <= 200 px sample).
 
     The spread about the picture's global median also counts where the background estimate is off: next
@@ -215,8 +216,8 @@ def _local_noise(sample: np.ndarray) -> float:
     """
     # Half-level steps around 128 so the uint8 median filter (the only one with big windows) can run.
     u = np.clip(sample * 2.0 + 128.0, 0, 255).astype(np.uint8)
-    if min(u.shape) < 15:
-        return float("inf")
+    if min(u.shape) < 15:  # too small for the window: no second opinion
+        return None
     diff = u.astype(np.int16) - cv2.medianBlur(u, 15).astype(np.int16)
     return 1.4826 * float(np.median(np.abs(diff))) / 2.0
 
