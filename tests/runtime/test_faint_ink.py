@@ -132,3 +132,14 @@ def test_a_digit_whose_stem_the_frame_cuts_is_kept_and_a_desk_edge_is_not() -> N
     desk[70:, :] = 220  # the desk below the sheet: meets the frame along the whole bottom
     desk[20:60, 40:44] = 220  # and a 1 on the sheet
     assert [s.box[0] for s in find_digits(desk, 100)] == [40]
+
+
+def test_explain_shows_the_second_reading_that_classify_reports(clf: DigitClassifier) -> None:
+    from digitkit.runtime.explain import explain
+
+    img = grainy_cell(0, 45)
+    assert clf.classify(img).text == "8"
+    assert explain(clf, img).text == "8"  # not the first reading's nothing
+    clean = np.full((120, 160), 200, np.uint8)
+    cv2.ellipse(clean, (80, 60), (20, 35), 0, 0, 360, 40, 6)
+    assert explain(clf, clean).text == clf.classify(clean).text == "0"
