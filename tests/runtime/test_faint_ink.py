@@ -143,3 +143,14 @@ def test_explain_shows_the_second_reading_that_classify_reports(clf: DigitClassi
     clean = np.full((120, 160), 200, np.uint8)
     cv2.ellipse(clean, (80, 60), (20, 35), 0, 0, 360, 40, 6)
     assert explain(clf, clean).text == clf.classify(clean).text == "0"
+
+
+def test_second_tries_in_a_batch_keep_every_reading_in_its_place(clf: DigitClassifier) -> None:
+    clean = np.full((120, 160), 200, np.uint8)
+    cv2.ellipse(clean, (80, 60), (20, 35), 0, 0, 360, 40, 6)
+    images = [grainy_cell(0, 45), clean, grainy_cell(1, 0), grainy_cell(2, 35, "0"), grainy_cell(1, 55)]
+    readings = list(clf.classify_many(images))
+    assert [r.text for r in readings] == ["8", "0", "", "0", "8"]
+    assert [r.path for r in readings] == [f"<array {i}>" for i in range(5)]
+    pairs = list(clf.classify_many(images, keep_images=True))  # the --save-annotated path: images come along
+    assert [r.text for r, _ in pairs] == ["8", "0", "", "0", "8"] and all(img is not None for _, img in pairs)
