@@ -130,6 +130,9 @@ class Candidates:
 
 
 Source = str | os.PathLike[str] | np.ndarray
+# One image waiting for its batch of tiles: (its name and page count, or why it failed), its candidates, its
+# image (kept for --save-annotated), and the ink map and scale a second, fainter try would start from.
+_Pending = tuple[Any, list[Segment], np.ndarray | None, tuple[InkMap, float] | None]
 
 
 class DigitClassifier:
@@ -167,23 +170,43 @@ class DigitClassifier:
         """The digit candidates of one image, left to right, as MNIST-normalised tiles."""
         return self.stages(image)[1]
 
-    def stages(self, image: np.ndarray) -> tuple[InkMap | None, list[Segment]]:
+    def stages(self, image: np.ndarray, faint: bool = False) -> tuple[InkMap | None, list[Segment]]:
         """The ink map (None for a picture that already is a tile; at the working size, see ``max_side``)
-        and the digit candidates of one image: what ``segment`` returns and ``--explain`` draws."""
+        and the digit candidates of one image: what ``segment`` returns and ``--explain`` draws.
+
+        ``faint``: the second try for a picture the first reading found no digit in: the ink map thresholded
+        at the lower floor its paper's local noise allows (:meth:`InkMap.fainter`); no candidates when the
+        noise did not set the threshold."""
+        inkmap, scale, tile = self._ink(image)
+        if inkmap is None:
+            return None, [] if faint else tile
+        if faint:
+            fainter = inkmap.fainter()
+            if fainter is None:
+                return inkmap, []
+            inkmap = fainter
+        return self._find(inkmap, scale)
+
+    def _ink(self, image: np.ndarray) -> tuple[InkMap | None, float, list[Segment]]:
+        """(the ink map at the working size, that size's scale, []), or (None, 1.0, the tile's candidates) for a
+        picture that already is a tile."""
         gray = to_gray(image)
         if gray.shape == self.tile_size:
             tile = as_mnist_tile(gray, self.config.min_contrast)
             if tile is None:
-                return None, []
+                return None, 1.0, []
             ys, xs = np.nonzero(tile > 63)
             box = (int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1) if len(xs) \
                 else (0, 0, *tile.shape[::-1])
-            return None, [Segment(box=box, tile=tile)]
+            return None, 1.0, [Segment(box=box, tile=tile)]
         scale = min(1.0, self.config.max_side / max(gray.shape))
         if scale < 1.0:  # a 12-megapixel phone photo: its digits stay legible at this size, and RAM stays small
             size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))  # a 1x3000 strip
             gray = shrink(gray, size)
-        inkmap = ink_map(gray, self.config.polarity, self.config.min_contrast)
+        return ink_map(gray, self.config.polarity, self.config.min_contrast), scale, []
+
+    def _find(self, inkmap: InkMap, scale: float) -> tuple[InkMap, list[Segment]]:
+        """An ink map at the working size -> (the ink map without its rules, the digit candidates)."""
         ink, removed = remove_rules(inkmap.ink, inkmap.threshold)
         if removed.any():  # Otsu split the rules (often the darkest ink) from the rest: split what is left
             otsu, _ = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
@@ -270,13 +293,14 @@ class DigitClassifier:
         Yields:
             A :class:`Reading` or :class:`ReadError` per source (pairs when ``keep_images``), in order.
         """
-        pending: list[tuple[Reading | ReadError | tuple[str, int], list[Segment], np.ndarray | None]] = []
+        pending: list[_Pending] = []
         n_tiles = held = 0
         for i, src in enumerate(sources):
-            item, segments, img = self._prepare(i, src, keep_images)
-            pending.append((item, segments, img if keep_images else None))
+            item, segments, img, retry = self._prepare(i, src, keep_images)
+            pending.append((item, segments, img if keep_images else None, retry))
             n_tiles += len(segments)
             held += img.nbytes if keep_images and img is not None else 0
+            held += retry[0].ink.nbytes if retry is not None else 0
             img = None  # only `pending` holds it: not alive beside the next image while that one is decoded
             # Also bounded in images and bytes: blank pages and bad files add no tiles, and must not pile up
             # (with their decoded images when keep_images) until a batch of tiles fills.
@@ -285,11 +309,11 @@ class DigitClassifier:
                 pending, n_tiles, held = [], 0, 0
         yield from self._flush(pending, keep_images)
 
-    def _prepare(self, i: int, src: Source | ReadError,
-                 keep_images: bool) -> tuple[tuple[str, int] | ReadError, list[Segment], np.ndarray | None]:
-        """One source -> ((its name, its page count), its digit candidates, its image), or (ReadError, [], None)."""
+    def _prepare(self, i: int, src: Source | ReadError, keep_images: bool) -> _Pending:
+        """One source -> ((its name, its page count), its digit candidates, its image, what a second, fainter
+        try would start from (None if there is none)), or (ReadError, [], None, None)."""
         if isinstance(src, ReadError):
-            return src, [], None
+            return src, [], None, None
         name = f"<array {i}>" if isinstance(src, np.ndarray) else os.fspath(src)
         try:
             if isinstance(src, np.ndarray):
@@ -297,28 +321,52 @@ class DigitClassifier:
             else:
                 loaded = load_image(src, keep_images, self.config.max_pixels)
                 img, pages = loaded.image, loaded.pages
-            return (name, pages), self.segment(img), img
+            inkmap, scale, tile = self._ink(img)
+            if inkmap is None:
+                return (name, pages), tile, img, None
+            fainter = inkmap.fainter()
+            return (name, pages), self._find(inkmap, scale)[1], img, None if fainter is None else (fainter, scale)
         except InferenceError as exc:
-            return ReadError(name, str(exc).removeprefix(f"{name}: ")), [], None
+            return ReadError(name, str(exc).removeprefix(f"{name}: ")), [], None, None
         except OSError as exc:  # a permission problem, a file gone since it was listed
-            return ReadError(name, exc.strerror or str(exc)), [], None
+            return ReadError(name, exc.strerror or str(exc)), [], None, None
         except Exception as exc:  # noqa: BLE001 - a decoder's surprise is this file's error, never the batch's
-            return ReadError(name, f"could not read it ({type(exc).__name__}: {exc}); {_REPORT}"), [], None
+            return ReadError(name, f"could not read it ({type(exc).__name__}: {exc}); {_REPORT}"), [], None, None
 
-    def _flush(self, pending: list[tuple[Any, list[Segment], np.ndarray | None]],
-               keep_images: bool) -> Iterator[Any]:
-        tiles = [s.tile for _, segs, _ in pending for s in segs]
+    def _flush(self, pending: list[_Pending], keep_images: bool) -> Iterator[Any]:
+        tiles = [s.tile for _, segs, _, _ in pending for s in segs]
         probs = (self.model.predict_proba(np.stack(tiles), batch_size=max(len(tiles), 1)) if tiles
                  else np.zeros((0, len(self.model.metadata.labels)), np.float32))
         at = 0
-        for item, segs, img in pending:
+        results: list[Reading | ReadError] = []
+        for item, segs, _, _ in pending:
             if isinstance(item, ReadError):
-                result = item
+                results.append(item)
             else:
                 name, pages = item
-                result = self.read_candidates(name, segs, probs[at:at + len(segs)], pages=pages).reading
+                results.append(self.read_candidates(name, segs, probs[at:at + len(segs)], pages=pages).reading)
             at += len(segs)
+        self._second_tries(pending, results)
+        for (_, _, img, _), result in zip(pending, results, strict=True):
             yield (result, img) if keep_images else result
+
+    def _second_tries(self, pending: list[_Pending], results: list[Reading | ReadError]) -> None:
+        """Read again, at the fainter threshold, the pictures whose noise set the threshold and whose first
+        reading found no digit (a faint pen on grainy paper); keep the second reading if it finds digits.
+        One batch of tiles for all of them."""
+        again = [(k, self._find(*retry)[1]) for k, (_, _, _, retry) in enumerate(pending)
+                 if retry is not None and isinstance(results[k], Reading) and not results[k].digits]
+        tiles = [s.tile for _, segs in again for s in segs]
+        if not tiles:
+            return
+        probs = self._predict(np.stack(tiles))
+        at = 0
+        for k, segs in again:
+            first = results[k]
+            second = self.read_candidates(first.path, segs, probs[at:at + len(segs)], pages=first.pages).reading
+            at += len(segs)
+            if second.digits:
+                results[k] = second
 
     def probabilities(self, image: Source) -> tuple[list[Segment], np.ndarray]:
         """The candidates of one image and the model's full probability rows for them (no threshold)."""

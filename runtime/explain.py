@@ -44,13 +44,24 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return np.vstack([bar, img])
 
 
+def _read(clf, image: np.ndarray, faint: bool):
+    """(ink map, candidates, what ``read_candidates`` saw) for the first or the second, fainter reading."""
+    inkmap, segs = clf.stages(image, faint=faint)
+    probs = clf._predict(np.stack([s.tile for s in segs])) if segs else np.zeros((0, len(clf._labels)))
+    return inkmap, segs, clf.read_candidates("", segs, probs)
+
+
 def explain(clf, image: np.ndarray) -> Explanation:  # clf: DigitClassifier (not imported: it imports us)
     """Read one image with ``clf`` and draw every stage of the reading."""
     bgr = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     bgr = bgr[:, :, :3].astype(np.uint8) if bgr.dtype != np.uint8 else bgr[:, :, :3]
-    inkmap, segs = clf.stages(image)
-    probs = clf._predict(np.stack([s.tile for s in segs])) if segs else np.zeros((0, len(clf._labels)))
-    seen = clf.read_candidates("", segs, probs)
+    inkmap, segs, seen = _read(clf, image, faint=False)
+    second = ""
+    if not seen.reading.digits:  # as classify does: a picture the first reading finds no digit in is read again
+        fainter = _read(clf, image, faint=True)
+        if fainter[2].reading.digits:
+            inkmap, segs, seen = fainter
+            second = "second, fainter reading: "
     final, rows, trace, reading = seen.final, seen.rows, seen.trace, seen.reading
     dropped = [s for s in segs if not any(s is t for t in seen.segments)]  # lines of text
     segs = seen.segments
@@ -76,8 +87,9 @@ def explain(clf, image: np.ndarray) -> Explanation:  # clf: DigitClassifier (not
             x, y, w, h = (round(v * f) for v in seg.box)
             colour = (255, 128, 0) if len(chosen) > 1 else (0, 200, 0) if seg.box in kept else (0, 0, 255)
             cv2.rectangle(shown, (x, y), (x + w, y + h), colour, 1)
-        panels.append(_label(_fit(shown, _WIDTH), f"ink map ({inkmap.polarity}, threshold {inkmap.threshold}); "
-                                                  "green kept, red rejected, dark red text line, blue split"))
+        panels.append(_label(_fit(shown, _WIDTH), f"{second}ink map ({inkmap.polarity}, threshold "
+                                                  f"{inkmap.threshold}); green kept, red rejected, dark red text "
+                                                  "line, blue split"))
         for seg, (plan, chosen) in zip(segs, trace, strict=True):
             if plan is None:
                 continue

@@ -7,6 +7,7 @@ larger is more ink, whatever the polarity and lighting of the original picture.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -32,6 +33,17 @@ class InkMap:
     threshold: int  # ink level separating strokes from paper (Otsu, floored by the noise and min_contrast)
     noise: float  # robust standard deviation of the paper's ink level
     floor: int = 1  # the threshold's floor (noise and min_contrast): Otsu's part may be redone on less ink
+    # When the noise set the floor above Otsu's threshold: the lower floor the paper's local noise allows
+    # (see :func:`_local_noise`), for a second reading of a picture the first found no digit in.
+    faint_floor: int | None = None
+    otsu: int = 0
+
+    def fainter(self) -> InkMap | None:
+        """The same ink map thresholded at ``faint_floor`` (None when there is no lower floor)."""
+        if self.faint_floor is None:
+            return None
+        return dataclasses.replace(self, threshold=max(self.otsu, self.faint_floor), floor=self.faint_floor,
+                                   faint_floor=None)
 
     def to_dict(self) -> dict[str, object]:
         return {"polarity": self.polarity, "threshold": self.threshold, "noise": round(self.noise, 2)}
@@ -109,13 +121,25 @@ def _small(gray: np.ndarray) -> np.ndarray:
     return shrink(gray, (max(1, round(w * f)), max(1, round(h * f))))
 
 
+def _median(small: np.ndarray, k: int) -> np.ndarray:
+    """``cv2.medianBlur`` with the picture mirrored, not replicated, past its edges.
+
+    Replicated (OpenCV's only choice), a dark frame round the picture (a sudoku cell's border, a vignette)
+    fills half of every window along it and becomes the "local median" there: the paper beside it then reads
+    as a light outlier (a dark 7 in a bordered cell was taken for light ink on dark paper).
+    """
+    r = k // 2
+    padded = cv2.copyMakeBorder(small, r, r, r, r, cv2.BORDER_REFLECT_101)
+    return cv2.medianBlur(padded, k)[r:r + small.shape[0], r:r + small.shape[1]]
+
+
 def detect_polarity(gray: np.ndarray) -> str:
     """"dark-on-light" (ink on paper) or "light-on-dark" (chalk, MNIST): ink is the minority that stands
     out from its neighbourhood, so compare how far dark and light outliers reach from a local median."""
     require_gray(gray, "detect_polarity")
     small = _small(gray)
     k = min(_odd(max(small.shape) * 0.4), 255)
-    diff = small.astype(np.int16) - cv2.medianBlur(small, k).astype(np.int16)
+    diff = small.astype(np.int16) - _median(small, k)
     sigma = 1.4826 * float(np.median(np.abs(diff))) + 1.0
     t = 3.0 * sigma
     dark = float(np.clip(-diff - t, 0, None).sum())
@@ -169,7 +193,33 @@ def ink_map(gray: np.ndarray, polarity: str = "auto", min_contrast: int = 40) ->
     noise = 1.4826 * float(np.median(np.abs(sample - med)))
     otsu, _ = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     floor = int(max(med + 6.0 * noise, min_contrast, 1))  # ink 0 is paper, whatever min_contrast
-    return InkMap(ink=ink, polarity=polarity, threshold=int(max(otsu, floor)), noise=noise, floor=floor)
+    faint = None
+    if floor > max(otsu, min_contrast):  # the noise set the threshold: how low could the paper allow?
+        # (Only then: the local median costs 3 ms on a camera frame.) Not used at once: on a clean picture
+        # the lower threshold also joins touching digits and the remains of cell borders, so it is a second
+        # try for pictures the first reading finds no digit in (DigitClassifier).
+        local = _local_noise(sample)
+        lower = int(max(med + 6.0 * local, min_contrast, 1)) if local is not None else floor
+        faint = lower if lower < floor else None
+    return InkMap(ink=ink, polarity=polarity, threshold=int(max(otsu, floor)), noise=noise, floor=floor,
+                  faint_floor=faint, otsu=int(otsu))
+
+
+def _local_noise(sample: np.ndarray) -> float | None:
+    """Robust spread of the paper's residual about its own local median (15 px of a <= 200 px sample).
+
+    The spread about the picture's global median also counts where the background estimate is off: next
+    to a thick cell border, or inside a big digit whose dense strokes pull the estimate down, the paper
+    reads brighter than "paper" by 30-70 levels, and a 6-sigma floor built on that spread lands above a
+    faint pen's whole stroke. About a local median those slow errors cancel; grain, JPEG blotches and
+    sensor noise (finer than the window) stay in.
+    """
+    # Half-level steps around 128 so the uint8 median filter (the only one with big windows) can run.
+    u = np.clip(sample * 2.0 + 128.0, 0, 255).astype(np.uint8)
+    if min(u.shape) < 15:  # too small for the window: no second opinion
+        return None
+    diff = u.astype(np.int16) - cv2.medianBlur(u, 15).astype(np.int16)
+    return 1.4826 * float(np.median(np.abs(diff))) / 2.0
 
 
 def mnist_normalise(ink: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:

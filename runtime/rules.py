@@ -16,7 +16,8 @@ from digitkit.runtime.strokes import stroke_thickness
 
 MIN_LENGTH = 0.5  # of the picture's side: shorter straight runs are left alone
 SPAN_MARGIN = 0.1  # a run reaching this close to both edges spans the picture
-ALWAYS = 0.75  # a run this long is a rule wherever it is
+ALWAYS = 0.75  # a run this long is a rule wherever it is (if it is most of the ink it touches)
+GAP = 4  # holes this long (pixels) in a ragged rule are bridged
 
 
 def _rules(binary: np.ndarray, axis: int) -> np.ndarray:
@@ -26,7 +27,36 @@ def _rules(binary: np.ndarray, axis: int) -> np.ndarray:
     if int(binary.sum(axis).max()) < length:  # no row (column) holds that much ink: no rule, skip the opening
         return np.zeros_like(binary)
     kernel = np.ones((1, length) if axis == 1 else (length, 1), np.uint8)
-    opened = cv2.morphologyEx(binary, cv2.MORPH_OPEN, kernel)
+    # A rule spanning the picture: a thin rule photographed at a low threshold is ragged (it wavers by a pixel
+    # and has holes a few pixels long, so no single row or column holds one unbroken run). Widened by a pixel
+    # across its direction and with holes of up to GAP pixels along it filled, it does. Only a run from edge
+    # to edge is taken from the mended picture: mended, a tall digit's broken stem would be long enough for
+    # the next test too.
+    across = np.ones((3, 1) if axis == 1 else (1, 3), np.uint8)
+    along = np.ones((1, GAP + 1) if axis == 1 else (GAP + 1, 1), np.uint8)
+    mended = cv2.morphologyEx(cv2.dilate(binary, across), cv2.MORPH_CLOSE, along)
+
+    def spans(start: int, extent: int, _: np.ndarray) -> bool:
+        return start <= SPAN_MARGIN * side and start + extent >= (1 - SPAN_MARGIN) * side
+
+    spanning = _runs(cv2.morphologyEx(mended, cv2.MORPH_OPEN, kernel), axis, spans)
+    # A long unbroken run that does not span: a rule that fades out, or the stem of a tall 1, 4, 7 or 9 in a
+    # tight crop. A rule is most of the ink it is connected to; a stem is a part of its digit.
+    whole = cv2.connectedComponentsWithStats(binary, connectivity=8) if (
+        ALWAYS * side <= int(binary.sum(axis).max())) else None
+
+    def long_rule(start: int, extent: int, run: np.ndarray) -> bool:
+        if extent < ALWAYS * side or whole is None:
+            return False
+        ids = np.unique(whole[1][run])
+        return int(np.count_nonzero(run)) >= 0.5 * whole[2][ids[ids > 0], cv2.CC_STAT_AREA].sum()
+
+    strict = _runs(cv2.morphologyEx(binary, cv2.MORPH_OPEN, kernel), axis, long_rule)
+    return (spanning | strict) & binary
+
+
+def _runs(opened: np.ndarray, axis: int, is_rule) -> np.ndarray:
+    """The components of an opened 0/1 image that ``is_rule(start, extent, their pixels)`` accepts, as a mask."""
     if not opened.any():
         return opened
     n, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
@@ -34,8 +64,7 @@ def _rules(binary: np.ndarray, axis: int) -> np.ndarray:
     for i in range(1, n):
         x, y, w, h = stats[i, :4]
         start, extent = (x, w) if axis == 1 else (y, h)
-        spans = start <= SPAN_MARGIN * side and start + extent >= (1 - SPAN_MARGIN) * side
-        keep[i] = spans or extent >= ALWAYS * side
+        keep[i] = is_rule(int(start), int(extent), labels == i)
     return keep[labels].astype(np.uint8)
 
 

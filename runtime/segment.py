@@ -107,7 +107,8 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
         if area < min_area or h < cfg.min_height_px and w < cfg.min_height_px:
             continue
         touches = int(x == 0) + int(y == 0) + int(x + w == W) + int(y + h == H)
-        if touches and not small_picture and (touches >= 2 or w >= 0.5 * W or h >= 0.5 * H):
+        if touches and not small_picture and (touches >= 2 or w >= 0.5 * W or h >= 0.5 * H) \
+                and not (touches == 1 and _cut_stroke(labels, i + 1, stats[i])):
             continue  # a page edge, a desk, a shadow: not a digit
         if touches and (h >= 4 * w and w <= 0.06 * W or w >= 4 * h and h <= 0.06 * H):
             continue  # a thin strip along the frame: the rest of a cell border or the sheet's edge
@@ -178,6 +179,18 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
         segments.append(Segment(box=(x, y, w, h), tile=mnist_normalise(normalise_strokes(crop)), crop=crop,
                                 origin=(X0, Y0)))
     return segments
+
+
+def _cut_stroke(labels: np.ndarray, label: int, stat: np.ndarray) -> bool:
+    """Whether a big component touching one edge of the picture meets it over a pen stroke's width only: a
+    digit whose tail the frame cuts (the stem of a 9 in a tight crop), not a page edge, desk or shadow, which
+    meet the frame along a long stretch. (Filled shapes that pass are dropped later as blobs.)"""
+    x, y, w, h = (int(v) for v in stat[:4])
+    H, W = labels.shape
+    edges = ([labels[y:y + h, 0]] if x == 0 else []) + ([labels[y:y + h, W - 1]] if x + w == W else []) + \
+        ([labels[0, x:x + w]] if y == 0 else []) + ([labels[H - 1, x:x + w]] if y + h == H else [])
+    side = W if y == 0 or y + h == H else H
+    return bool(edges) and int(np.count_nonzero(edges[0] == label)) <= 0.1 * side
 
 
 def components(binary: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
