@@ -114,7 +114,7 @@ PIECE_HEIGHT = 0.6  # ... and is at least this tall relative to the blob's ink
 # of seeds 5 and 7, 1.4 and 1.5 let letters through; such blobs there are words). Its split is judged as a
 # sequence: the geometric mean of the pieces' best-digit probabilities at least WIDE_SURE, no piece below
 # WIDE_PIECE_SURE nor rejected by the model, every piece at least WIDE_HEIGHT of the blob's ink height, and
-# every piece read as 1 held to the piece rules above (a cursive word's strokes are read as 1s).
+# every piece read as 1 read at least PIECE_SURE (a cursive word's strokes are read as 1s).
 WIDE_ASPECT = 1.6
 WIDE_SURE = 0.75
 WIDE_PIECE_SURE = 0.3
@@ -136,14 +136,15 @@ def accept_split(pieces: np.ndarray, digit_p: np.ndarray, heights: np.ndarray, b
         return False
     top = digit_p.max(1)
     # Cutting a letter or a doodle into strokes must not manufacture digits out of it, and a lone stroke is
-    # always a fine "1": a piece read as 1 (column 1, as in LOG_ASPECT) must be sure and nearly as tall as the
-    # blob in every blob; in a blob about as wide as tall, so must every piece.
-    sure = (top >= PIECE_SURE) & (heights >= PIECE_HEIGHT)
+    # always a fine "1": in a blob about as wide as tall every piece must be a sure digit and nearly as tall
+    # as the blob; in a wide blob, every piece read as 1 (column 1, as in LOG_ASPECT) must be sure.
     if blob_aspect >= WIDE_ASPECT:
         ones = digit_p.argmax(1) == 1
-        return bool(top.min() >= WIDE_PIECE_SURE and heights.min() >= WIDE_HEIGHT and sure[ones].all()
+        return bool(top.min() >= WIDE_PIECE_SURE and heights.min() >= WIDE_HEIGHT
+                    and (top[ones] >= PIECE_SURE).all()
                     and np.exp(np.log(np.clip(top, 1e-6, 1.0)).mean()) >= WIDE_SURE)
-    return bool(sure.all() and (1.0 - digit_p.sum(1)).max() < PIECE_NAD)
+    return bool(top.min() >= PIECE_SURE and heights.min() >= PIECE_HEIGHT
+                and (1.0 - digit_p.sum(1)).max() < PIECE_NAD)
 
 
 def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, rejected=None,

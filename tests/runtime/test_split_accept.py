@@ -54,7 +54,7 @@ def test_a_wide_split_still_fails_on_a_rejected_a_weak_or_a_short_piece() -> Non
     assert accept_split(rows, digits, tall, wide, _rejected)
 
 
-def test_a_piece_read_as_1_is_held_to_the_piece_rules_even_in_a_wide_blob() -> None:
+def test_a_piece_read_as_1_must_be_sure_even_in_a_wide_blob() -> None:
     wide = WIDE_ASPECT + 1.0
     tall = np.array([0.9, 0.9, 0.9])
     rows, digits = _rows([0.97, 0.97, 0.7])
@@ -64,7 +64,6 @@ def test_a_piece_read_as_1_is_held_to_the_piece_rules_even_in_a_wide_blob() -> N
     assert digits[2].argmax() == 1 and not accept_split(rows, digits, tall, wide, _rejected)
     rows[2, 1] = 0.95
     assert accept_split(rows, rows[:, :10], tall, wide, _rejected)
-    assert not accept_split(rows, rows[:, :10], np.array([0.9, 0.9, 0.5]), wide, _rejected)  # a short 1: a tick
 
 
 def test_the_width_prior_marks_down_slivers_and_pairs_but_not_a_digit_wide_stretch() -> None:
