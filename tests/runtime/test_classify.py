@@ -164,7 +164,9 @@ def test_errors_are_values_and_the_run_goes_on(clf: DigitClassifier, tmp_path: P
 
 
 def test_missing_shipped_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(classifier_mod, "MODELS_DIR", tmp_path)
+    from digitkit.runtime import reading
+
+    monkeypatch.setattr(reading, "MODELS_DIR", tmp_path)  # where resolve_model looks
     with pytest.raises(InferenceError, match="the shipped 'fast' model .* is missing from this installation"):
         DigitClassifier(model_path=None)
     with pytest.raises(InferenceError, match="not found"):
@@ -299,7 +301,7 @@ def test_the_models_not_a_digit_answer_rejects_a_candidate(tiny_nad_int8_tflite:
 
 def test_shipped_models_are_chosen_by_short_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  tiny_int8_tflite: Path) -> None:
-    from digitkit.runtime import classifier as mod
+    from digitkit.runtime import reading as mod
 
     assert mod.resolve_model(None) == mod.resolve_model("fast") == mod.DEFAULT_MODEL
     assert mod.resolve_model("my.tflite") == Path("my.tflite")  # anything else is a path
