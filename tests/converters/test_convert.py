@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TINY_MAX_DROP
+from plain_litert import probabilities, read_accuracy
 
 from digitkit.converters import ConversionError, ConversionReport, ConvertConfig, GateFailed
 from digitkit.converters.data import balanced_sample
@@ -308,14 +309,5 @@ def test_read_accuracy_is_what_the_runtime_reads(converted, synth_test_arrays) -
     x, y = synth_test_arrays
     interp = Interpreter(model_path=str(path))
     interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    scale, zero = out["quantization"]
-    rows = []
-    for image in x:
-        interp.set_tensor(inp["index"], image.reshape(1, 28, 28, 1).astype(np.uint8))
-        interp.invoke()
-        rows.append((interp.get_tensor(out["index"])[0].astype(np.float32) - zero) * scale)
-    probs = np.array(rows)
-    threshold = report.not_a_digit["threshold"]
-    want = float(np.mean((probs[:, :10].argmax(1) == y) & (probs[:, 10] < threshold)))
+    want = read_accuracy(probabilities(interp, x), y, report.not_a_digit["threshold"])
     assert report.read_accuracy == pytest.approx(want) and want > 0.8
