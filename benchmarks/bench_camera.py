@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> CameraBench:
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--cut-only", action="store_true", help="touching digits only cut, not read whole first")
     args = ap.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> CameraBench:
         truth = make_video(video, args.frames)
         frames = read_frames(video)
 
-        clf = DigitClassifier(model_path=args.model, threads=1)
+        clf = DigitClassifier(model_path=args.model, threads=1, read_whole=not args.cut_only)
         proc = FrameProcessor(clf.classify, smooth=5, draw=True)
         for img in frames[:20]:  # warm-up: interpreter, allocations, caches
             proc(0, img.copy())

@@ -135,8 +135,10 @@ def load_keras(path: str | os.PathLike[str]) -> Any:
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 images (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1], the Keras models' input."""
-    return (np.asarray(images, dtype=np.float32) / 255.0).reshape(-1, *INPUT_SHAPE)
+    """uint8 images (N, H, W) -> float32 (N, H, W, 1) in [0, 1], the Keras models' input (28 x 28 for the
+    digit models; the sequence model's strips are 28 x 128)."""
+    x = np.asarray(images, dtype=np.float32) / 255.0
+    return x.reshape(-1, *(x.shape[1:3] if x.ndim >= 3 else INPUT_SHAPE[:2]), 1)
 
 
 def space_to_depth_kernel(kernel: np.ndarray, block: int = 2) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from digitkit.runtime import sequence
 from digitkit.runtime.context import MIN_LINE_BEFORE_SPLIT, text_lines
 from digitkit.runtime.deskew import upright
 from digitkit.runtime.errors import InferenceError
@@ -27,6 +28,7 @@ from digitkit.runtime.preprocess import InkMap, as_mnist_tile, ink_map, stroke_w
 from digitkit.runtime.reading import (  # noqa: F401 - DEFAULT_MIN_CONFIDENCE, DEFAULT_MODEL: re-exported
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_MODEL,
+    SEQUENCE_MODEL,
     Candidates,
     ClassifyConfig,
     Digit,
@@ -36,6 +38,7 @@ from digitkit.runtime.reading import (  # noqa: F401 - DEFAULT_MIN_CONFIDENCE, D
 from digitkit.runtime.resize import shrink
 from digitkit.runtime.rules import remove_rules
 from digitkit.runtime.segment import Segment, find_digits
+from digitkit.runtime.sequence import Piece, SequenceModel, line_input, whole_pieces
 from digitkit.runtime.split import split_touching
 
 _REPORT = "please report it with the file if it is a genuine picture"
@@ -80,6 +83,8 @@ class DigitClassifier:
         if bad:  # a reading is digits: a model whose digit outputs are labelled otherwise is not a digit model
             raise InferenceError(f"{path}: the model's labels {bad[:3]} are not digits; not a digit model")
         self._labels = self.model.metadata.labels  # read by --explain (runtime/explain.py)
+        self.sequence = (SequenceModel(SEQUENCE_MODEL, backend=cfg.backend, threads=cfg.threads)
+                         if cfg.read_whole and SEQUENCE_MODEL.is_file() else None)
 
     # --- one image -> digit candidates (no model call) ---
 
@@ -153,6 +158,39 @@ class DigitClassifier:
         threshold = md.reject_threshold if md.reject_threshold is not None else 0.5
         return best, float(p[md.not_a_digit]) < threshold
 
+    def _read_whole(self, segments: list[Segment]) -> list[list[Piece] | None]:
+        """Blobs -> the digits the sequence model reads in each (see :func:`whole_pieces`: None where its
+        reading does not stand); one model call for all of them."""
+        strips = [line_input(s.crop) for s in segments]
+        have = [i for i, st in enumerate(strips) if st is not None]
+        out: list[list[Piece] | None] = [None for _ in segments]
+        if not have:
+            return out
+        reads = self.sequence.read(np.stack([strips[i].pixels for i in have]))
+        for i, read in zip(have, reads, strict=True):
+            out[i] = whole_pieces(segments[i].crop, strips[i], read)
+        check = sequence.PIECE_NAD
+        several = [i for i in have if out[i]]
+        if check is not None and several and self.model.metadata.not_a_digit is not None:
+            # The one-digit model looks at each piece too: a piece it surely calls "not a digit" (a letter's
+            # part, a doodle's half) sinks the whole reading, and the blob is cut instead.
+            rows = self._predict(np.stack([p.tile for i in several for p in out[i]]))
+            nad = rows[:, self.model.metadata.not_a_digit]
+            at = 0
+            for i in several:
+                n = len(out[i])
+                if (nad[at:at + n] >= check).any():
+                    out[i] = None
+                at += n
+        return out
+
+    def _whole_row(self, piece: Piece) -> np.ndarray:
+        """A piece read whole as a row of the digit model's outputs: its digits' probabilities at its step,
+        and no "not a digit" share (the reading as a whole stood)."""
+        row = np.zeros(len(self.model.metadata.labels), np.float32)
+        row[self.model.metadata.digit_indices] = piece.digit_p
+        return row
+
     @property
     def _rejected(self):
         """Row -> whether the model calls it "not a digit"; None for a digits-only model."""
@@ -170,7 +208,13 @@ class DigitClassifier:
             if any(text):
                 keep = [i for i, t in enumerate(text) if not t]
                 segments, probs = [segments[i] for i in keep], probs[keep]
-        final, rows, trace = split_touching(segments, probs, self._predict, self._digit_probs, rejected)
+        read_whole = None
+        if self.sequence is not None:
+            def read_whole(segs: list[Segment]) -> list[list[Any] | None]:
+                return [None if pieces is None else [dataclasses.replace(p, row=self._whole_row(p)) for p in pieces]
+                        for pieces in self._read_whole(segs)]
+        final, rows, trace = split_touching(segments, probs, self._predict, self._digit_probs, rejected,
+                                            read_whole=read_whole)
         return Candidates(segments=segments, trace=trace, final=final, rows=rows,
                           reading=self._reading(name, final, rows, pages=pages))
 

@@ -47,6 +47,9 @@ def classify(
         help="Refuse a file whose header claims more pixels than this, before decoding it (default: Pillow's "
              "limit, 89.5 MP: a 48 MP phone photo passes, a decompression bomb does not).")
     ] = _DEFAULTS.max_pixels,
+    cut_only: Annotated[bool, typer.Option(
+        "--cut-only", help="Take touching digits apart only by cutting them, without first reading the blob "
+                           "whole with the shipped sequence model.")] = False,
 ) -> None:
     """Read the handwritten digits in images (one line of digits per image), with no TensorFlow.
 
@@ -54,7 +57,7 @@ def classify(
     file with its own one-line error) · 2 bad option or model.
     """
     config = ClassifyConfig(model_path=model, min_confidence=min_confidence,
-                            threads=threads, backend=backend, max_pixels=max_pixels)
+                            threads=threads, backend=backend, max_pixels=max_pixels, read_whole=not cut_only)
     results = run_classify(paths, config, annotate_dir=save_annotated, explain_dir=explain)
     failed = 0
     if as_json:

@@ -44,6 +44,21 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return np.vstack([bar, img])
 
 
+def _whole_panel(seg, pieces: list) -> np.ndarray:
+    """A blob the sequence model read whole: its ink, each digit's box and label."""
+    view = cv2.cvtColor(seg.crop, cv2.COLOR_GRAY2BGR)
+    scale = max(1, min(6, _WIDTH // max(view.shape[1], 1)))
+    view = cv2.resize(view, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    for p in pieces:
+        x, y, w, h = (v * scale for v in p.box)
+        cv2.rectangle(view, (x, y), (x + w - 1, y + h - 1), (255, 128, 0), 1)
+        cv2.putText(view, str(p.label), (x + 2, y + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 220, 0), 1, cv2.LINE_AA)
+    canvas = np.zeros((view.shape[0], _WIDTH, 3), np.uint8)
+    canvas[:, :min(_WIDTH, view.shape[1])] = view[:, :_WIDTH]
+    text = "".join(str(p.label) for p in pieces)
+    return _label(canvas, f"blob at {seg.box}: read whole as {text} by the sequence model (not cut)")
+
+
 def _read(clf, image: np.ndarray, faint: bool):
     """(ink map, candidates, what ``read_candidates`` saw) for the first or the second, fainter reading."""
     inkmap, segs = clf.stages(image, faint=faint)
@@ -92,6 +107,9 @@ def explain(clf, image: np.ndarray) -> Explanation:  # clf: DigitClassifier (not
                                                   "line, blue split"))
         for seg, (plan, chosen) in zip(segs, trace, strict=True):
             if plan is None:
+                continue
+            if isinstance(plan, list):  # read whole by the sequence model: its pieces' boxes
+                panels.append(_whole_panel(seg, plan))
                 continue
             work = cv2.resize(seg.crop, (int(plan.paths.max()), plan.paths.shape[1]), interpolation=cv2.INTER_AREA)
             view = cv2.cvtColor(work, cv2.COLOR_GRAY2BGR)

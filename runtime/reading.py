@@ -20,6 +20,7 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 # The shipped models by short name (like Ultralytics' n/s/m): `--model fast` (the default) or `--model accurate`.
 SHIPPED_MODELS = {"fast": "digitkit_seed_int8.tflite", "accurate": "digitkit_accurate_int8.tflite"}
 DEFAULT_MODEL = MODELS_DIR / SHIPPED_MODELS["fast"]
+SEQUENCE_MODEL = MODELS_DIR / "digitkit_lines_int8.tflite"  # reads blobs of touching digits whole
 
 
 def resolve_model(model: str | os.PathLike[str] | None) -> Path:
@@ -57,11 +58,14 @@ class ClassifyConfig:
     max_side: int = 1280  # bigger pictures are scaled down first (boxes are reported in the original pixels)
     max_pixels: int = DEFAULT_MAX_PIXELS  # a file whose header claims more is refused before decoding
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    # Blobs of touching digits are first read whole by the shipped sequence model (runtime/sequence.py), and
+    # cut (runtime/split.py) only when that reading does not stand; False: always cut.
+    read_whole: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_path": self.model_path, "min_confidence": self.min_confidence, "threads": self.threads,
                 "backend": self.backend, "polarity": self.polarity, "min_contrast": self.min_contrast,
-                "max_stroke": self.max_stroke,
+                "max_stroke": self.max_stroke, "read_whole": self.read_whole,
                 "batch_size": self.batch_size, "max_side": self.max_side, "max_pixels": self.max_pixels}
 
 

@@ -150,7 +150,7 @@ def accept_split(pieces: np.ndarray, digit_p: np.ndarray, heights: np.ndarray, b
 
 def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, rejected=None,
                    bonus: float = DIGIT_BONUS, cross: float = CROSS_COST,
-                   aspect_weight: float = ASPECT_WEIGHT) -> tuple[list, np.ndarray, list]:
+                   aspect_weight: float = ASPECT_WEIGHT, read_whole=None) -> tuple[list, np.ndarray, list]:
     """Replace each blob that may hold several digits by the best sequence of stretches of it.
 
     Args:
@@ -161,14 +161,15 @@ def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, reje
         rejected: probability row -> whether the model's own "not a digit" answer rejects it (None: the
             model has no such answer). A rejected blob at least half as wide as tall is tried too: two
             digits overlapping so much that their blob is narrow are still not one digit.
+        read_whole: blob segments -> for each, its digits read whole by the sequence model (a list of
+            :class:`digitkit.runtime.sequence.Piece`; [] when it surely holds at most one digit, None when the
+            reading does not stand), or None (no sequence model): a blob read whole is not cut.
 
     Returns:
         The new segments, their probability rows, and for each input segment its plan (or None) and the
-        chosen stretches: what ``--explain`` draws.
+        chosen stretches, or for a blob read whole its pieces and their indices: what ``--explain`` draws.
     """
-    from digitkit.runtime.segment import Segment
-
-    plans: list[SplitPlan | None] = []
+    plans: list = []
     for seg, row in zip(segments, probs, strict=True):
         x, y, w, h = seg.box
         # A blob wider than one digit is cut. A low confidence alone is no reason: with a digits-only model
@@ -181,18 +182,36 @@ def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, reje
         sure, wide = (SURE, SURE_ASPECT) if rejected is None else (SURE_ND, SURE_ASPECT_ND)
         if doubtful and not is_rejected and w <= wide * h and float(digit_probs(row[None])[0].max()) >= sure:
             doubtful = False
-        plans.append(plan_split(seg.crop) if doubtful and seg.crop is not None else None)
+        plans.append(True if doubtful and seg.crop is not None else None)
+    whole: dict[int, list] = {}
+    if read_whole is not None:
+        asked = [i for i, p in enumerate(plans) if p is not None]
+        for i, pieces in zip(asked, read_whole([segments[i] for i in asked]), strict=True):
+            if pieces is not None:  # read whole (or surely no several digits: not cut)
+                plans[i] = None
+                if len(pieces) > 1:
+                    whole[i] = pieces
+    plans = [plan_split(seg.crop) if p is not None else None for seg, p in zip(segments, plans, strict=True)]
     tried = [p for p in plans if p is not None]
-    if not tried:
+    if not tried and not whole:
         return list(segments), probs, [(None, []) for _ in segments]
-    piece_probs = predict(np.concatenate([p.tiles for p in tried]))
-    aspect = np.log(np.array([b[2] / max(b[3], 1) for p in tried for b in p.boxes], np.float32))
-    d_pieces = digit_probs(piece_probs)
-    widths = np.concatenate([span_log_widths(p) for p in tried])
-    scores = stretch_scores(d_pieces, aspect, aspect_weight, widths)
+    if not tried:
+        piece_probs = d_pieces = scores = np.zeros((0, 1), np.float32)
+    else:
+        piece_probs = predict(np.concatenate([p.tiles for p in tried]))
+        aspect = np.log(np.array([b[2] / max(b[3], 1) for p in tried for b in p.boxes], np.float32))
+        d_pieces = digit_probs(piece_probs)
+        widths = np.concatenate([span_log_widths(p) for p in tried])
+        scores = stretch_scores(d_pieces, aspect, aspect_weight, widths)
     out_segs, out_rows, trace = [], [], []
     at = 0
-    for seg, row, plan in zip(segments, probs, plans, strict=True):
+    for i, (seg, row, plan) in enumerate(zip(segments, probs, plans, strict=True)):
+        if i in whole:
+            for piece in whole[i]:
+                out_segs.append(_placed(seg, piece.box, piece.tile))
+                out_rows.append(piece.row)
+            trace.append((whole[i], list(range(len(whole[i])))))
+            continue
         if plan is None:
             out_segs.append(seg)
             out_rows.append(row)
@@ -211,17 +230,23 @@ def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, reje
             out_segs.append(seg)
             out_rows.append(row)
         else:
-            ox, oy = seg.origin
             for k in chosen:
-                bx, by, bw, bh = plan.boxes[k]
-                piece = (ox + bx, oy + by, bw, bh)
-                if seg.back is not None:  # found on the ink map turned upright: back to its own pixels
-                    from digitkit.runtime.deskew import box_back
-
-                    piece = box_back(piece, seg.back)
-                box = (round(piece[0] * seg.px), round(piece[1] * seg.px), max(1, round(piece[2] * seg.px)),
-                       max(1, round(piece[3] * seg.px)))
-                out_segs.append(Segment(box=box, tile=plan.tiles[k]))
+                out_segs.append(_placed(seg, plan.boxes[k], plan.tiles[k]))
                 out_rows.append(piece_probs[at + k])
         at += n
     return out_segs, np.stack(out_rows) if out_rows else probs[:0], trace
+
+
+def _placed(seg, box: tuple[int, int, int, int], tile: np.ndarray):
+    """A piece of ``seg`` (its box in the blob's crop pixels) as a segment of the picture's own pixels."""
+    from digitkit.runtime.segment import Segment
+
+    ox, oy = seg.origin
+    bx, by, bw, bh = box
+    piece = (ox + bx, oy + by, bw, bh)
+    if seg.back is not None:  # found on the ink map turned upright: back to its own pixels
+        from digitkit.runtime.deskew import box_back
+
+        piece = box_back(piece, seg.back)
+    return Segment(box=(round(piece[0] * seg.px), round(piece[1] * seg.px), max(1, round(piece[2] * seg.px)),
+                        max(1, round(piece[3] * seg.px))), tile=tile)

@@ -297,3 +297,46 @@ def pipeline(
 
 
 command("convert")(convert_command)
+
+
+@command("train-lines")
+def train_lines_command(
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Where to save the float model (.keras); "
+                                      "FILE.json (config, figures, history) goes beside it.")
+                   ] = Path("runs/lines.keras"),
+    tflite: Annotated[Path, typer.Option("--tflite", metavar="FILE", help="Where to write the int8 model.")
+                      ] = Path("runs/lines_int8.tflite"),
+    epochs: Annotated[int, typer.Option("--epochs", metavar="N", min=1)] = 12,
+    lines: Annotated[int, typer.Option("--lines", metavar="N", min=64, help="Training strips, made once.")
+                     ] = 120_000,
+    seed: Annotated[int, typer.Option("--seed", metavar="N")] = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """Train the sequence model that reads touching digits whole, and convert it to int8.
+
+    The runtime reads blobs of touching digits with runtime/models/digitkit_lines_int8.tflite: copy --tflite
+    there to use yours. Exit codes: 0 trained · 2 bad option, data or output path.
+    """
+    from digitkit.converters.api import check_out
+    from digitkit.toolkit.linetrain import LineTrainConfig, export_lines, train_lines
+    from digitkit.toolkit.train import TrainConfig, check_config
+
+    check_config(TrainConfig(out=str(out)))
+    check_out(tflite)
+    config = LineTrainConfig(data_dir=data_dir, out=str(out), lines=lines, epochs=epochs, seed=seed)
+    result = train_lines(config, on_epoch=lambda epoch, logs: _line(
+        f"training lines: epoch {epoch}/{epochs} loss {logs['loss']:.3f} validation lines read "
+        f"{logs['val_lines']:.2%}, digits {logs['val_digits']:.2%}, non-digit strips silent {logs['val_silent']:.2%}"))
+    exported = export_lines(out, tflite, data_dir, seed=seed)
+    table = Table(title="trained the sequence model")
+    table.add_column("", overflow="fold")
+    table.add_column("value", justify="right", overflow="fold")
+    for key, value in [
+        ("float model", result.model_path), ("int8 model", exported.out), ("int8 bytes", f"{exported.bytes:,}"),
+        ("validation lines read, float / int8", f"{exported.float_lines:.2%} / {exported.int8_lines:.2%}"),
+        ("validation digits read, int8", f"{exported.int8_digits:.2%}"),
+        ("non-digit strips read as nothing, int8", f"{exported.int8_silence:.2%}"),
+        ("training time", f"{result.seconds:.0f} s"),
+    ]:
+        table.add_row(key, value)
+    console.print(table)

@@ -36,6 +36,7 @@ VERBS: dict[str, str] = {
     "bench": "digitkit.toolkit.cli",
     "pipeline": "digitkit.toolkit.cli",
     "models": "digitkit.toolkit.cli",
+    "train-lines": "digitkit.toolkit.cli",
     "classify": "digitkit.runtime.cli",
     "camera": "digitkit.runtime.cli",
 }

@@ -1,0 +1,246 @@
+"""Reading a blob of touching digits whole: the sequence model's input and its answer.
+
+A blob of several touching or overlapping digits is hard to cut: the right cut goes through a neighbour's
+stroke, and each piece keeps slivers of the next digit, so the one-digit model reads the pieces poorly. The
+sequence model reads the whole blob at once instead (a small fully convolutional network trained with CTC,
+the way line recognisers such as Tesseract 4's read a word without cutting it first): the blob is scaled to
+a ``LINE_HEIGHT`` x ``LINE_WIDTH`` strip, the network gives, for every pair of columns, the probability of
+each digit and of "nothing here" (CTC's blank), and the greedy decoding collapses repeats and drops blanks.
+Trained with pages of letters, words, symbols and doodles labelled as no digits at all, it also answers
+"these are no digits" by emitting nothing.
+
+The same :func:`line_input` makes the training strips (toolkit/linedata.py) and the runtime's, so the model
+sees at run time what it was trained on. Only numpy and OpenCV.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.interpreter import open_interpreter
+from digitkit.runtime.preprocess import mnist_normalise
+from digitkit.runtime.strokes import BOLD, MNIST_MEDIAN, THIN, normalise_strokes, stroke_thickness
+
+LINE_HEIGHT = 28  # rows of the strip (as MNIST's tiles)
+LINE_WIDTH = 128  # columns of the strip: 8 digits at MNIST's average width
+INK_HEIGHT = 20  # the blob's ink is scaled to this height (MNIST's 20-pixel box)
+MARGIN = 4  # paper left of the ink, and the least right of it
+BLANK = 10  # the CTC blank's class index; 0-9 are the digits
+FRAMES = LINE_WIDTH // 2  # the model's output steps: one per two columns
+
+
+def line_strokes(crop: np.ndarray, level: int = 128) -> np.ndarray:
+    """A blob's ink (0 = paper, 255 = stroke cores) with its stroke thickness brought within MNIST's range
+    relative to the blob's *height* (strokes.normalise_strokes measures against the longer side, which for a
+    row of digits is its length)."""
+    binary = (crop >= level).astype(np.uint8)
+    ys = np.nonzero(binary.any(1))[0]
+    if len(ys) < 4:
+        return crop
+    height = int(ys[-1] - ys[0]) + 1
+    t = stroke_thickness(binary) / height
+    if THIN <= t <= BOLD:
+        return crop
+    target = MNIST_MEDIAN if t < THIN else BOLD
+    r = int(round(abs(target - t) * height / 2))
+    if r < 1:
+        return crop
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    if t < THIN:
+        pad = cv2.copyMakeBorder(binary, r, r, r, r, cv2.BORDER_CONSTANT, value=0)
+        return (cv2.dilate(pad, kernel) * 255).astype(np.uint8)
+    thinned = cv2.erode(binary, kernel)
+    if thinned.sum() < 0.3 * binary.sum():
+        return crop
+    return (thinned * 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Strip:
+    """A blob scaled into the model's strip, and how to map strip columns back to the blob."""
+
+    pixels: np.ndarray  # uint8 (LINE_HEIGHT, LINE_WIDTH), ink bright on 0
+    x0: int  # the blob's first ink column, blob pixels
+    scale: float  # strip pixels per blob pixel
+
+
+def line_input(crop: np.ndarray) -> Strip | None:
+    """The strip the sequence model reads for one blob's cleaned ink crop (None if it has no ink).
+
+    The ink's box is scaled to INK_HEIGHT rows (or to fit LINE_WIDTH - 2 * MARGIN columns if the blob is that
+    long), centred vertically, MARGIN columns from the left.
+    """
+    crop = line_strokes(crop)
+    ys, xs = np.nonzero(crop > 0)
+    if len(xs) == 0:
+        return None
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    ink = crop[y0:y1, x0:x1]
+    h, w = ink.shape
+    s = min(INK_HEIGHT / h, (LINE_WIDTH - 2 * MARGIN) / w)
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(ink, (nw, nh), interpolation=interp)
+    out = np.zeros((LINE_HEIGHT, LINE_WIDTH), np.uint8)
+    top = (LINE_HEIGHT - nh) // 2
+    out[top:top + nh, MARGIN:MARGIN + nw] = small
+    return Strip(out, int(x0), s)
+
+
+@dataclass(frozen=True)
+class SequenceRead:
+    """The greedy CTC reading of one strip."""
+
+    labels: tuple[int, ...]  # the digits, left to right
+    frames: tuple[int, ...]  # the output step each was emitted at (its most probable step of its run)
+    confidences: tuple[float, ...]  # each digit's probability at that step
+    probs: np.ndarray  # float (FRAMES, 11): the softmax over digits and blank, every step
+    sure: float  # the probability of the best path's labels at each step, as a geometric mean over all steps
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def decode(logits: np.ndarray) -> SequenceRead:
+    """Greedy CTC decoding of one strip's (FRAMES, 11) logits: the best class per step, repeats collapsed,
+    blanks dropped."""
+    p = softmax(logits.astype(np.float64))
+    best = p.argmax(1)
+    labels, frames, confs = [], [], []
+    prev = BLANK
+    for t, c in enumerate(best):
+        if c != BLANK and c != prev:
+            labels.append(int(c))
+            frames.append(t)
+            confs.append(float(p[t, c]))
+        elif c != BLANK and c == prev and p[t, c] > confs[-1]:  # the run's surest step stands for it
+            frames[-1], confs[-1] = t, float(p[t, c])
+        prev = c
+    sure = float(np.exp(np.log(np.clip(p.max(1), 1e-9, 1.0)).mean()))
+    return SequenceRead(tuple(labels), tuple(frames), tuple(confs), p.astype(np.float32), sure)
+
+
+def frame_columns(frames: tuple[int, ...], strip: Strip, width: int) -> list[tuple[int, int]]:
+    """For each emitted digit, the blob columns [left, right) it covers: boundaries halfway between
+    neighbouring digits' steps, the blob's own edges at both ends."""
+    centres = [(2 * f + 1 - MARGIN) / strip.scale + strip.x0 for f in frames]
+    bounds = [0] + [round((a + b) / 2) for a, b in zip(centres, centres[1:], strict=False)] + [width]
+    return [(max(0, bounds[i]), min(width, bounds[i + 1])) for i in range(len(frames))]
+
+
+class SequenceModel:
+    """The sequence model (.tflite): strips (N, LINE_HEIGHT, LINE_WIDTH) uint8 in, (N, FRAMES, 11) logits out.
+
+    Raises:
+        InferenceError: the file is missing, not loadable, or not shaped like a sequence model.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], backend: str | None = None, threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.backend, self._interp, _ = open_interpreter(self.path, backend, threads)
+        inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
+        shape_in = tuple(int(s) for s in inputs[0]["shape"]) if len(inputs) == 1 else ()
+        shape_out = tuple(int(s) for s in outputs[0]["shape"]) if len(outputs) == 1 else ()
+        if shape_in[1:] != (LINE_HEIGHT, LINE_WIDTH, 1) or shape_out[1:] != (FRAMES, BLANK + 1):
+            raise InferenceError(f"{self.path}: input {shape_in} and output {shape_out} are not a sequence "
+                                 f"model's (N, {LINE_HEIGHT}, {LINE_WIDTH}, 1) -> (N, {FRAMES}, {BLANK + 1})")
+        self._in, self._out = inputs[0], outputs[0]
+        self._batch = shape_in[0]
+
+    def _resize(self, n: int) -> None:
+        if n != self._batch:
+            self._interp.resize_tensor_input(self._in["index"], [n, LINE_HEIGHT, LINE_WIDTH, 1])
+            self._interp.allocate_tensors()
+            self._in, self._out = self._interp.get_input_details()[0], self._interp.get_output_details()[0]
+            self._batch = n
+
+    def logits(self, strips: np.ndarray) -> np.ndarray:
+        """(N, FRAMES, 11) float32 logits for uint8 strips (N, LINE_HEIGHT, LINE_WIDTH), ink bright."""
+        n = len(strips)
+        if n == 0:
+            return np.zeros((0, FRAMES, BLANK + 1), np.float32)
+        x = strips.reshape(n, LINE_HEIGHT, LINE_WIDTH, 1)
+        dtype = np.dtype(self._in["dtype"])
+        scale, zero = self._in.get("quantization", (0.0, 0))
+        if dtype == np.float32:
+            x = x.astype(np.float32) / 255.0
+        elif not (dtype == np.uint8 and zero == 0 and abs(scale * 255.0 - 1.0) < 1e-6):
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x.astype(np.float32) / 255.0 / scale + zero), info.min, info.max).astype(dtype)
+        bucket = 1 << max(n - 1, 0).bit_length()
+        if bucket > n:
+            x = np.concatenate([x, np.zeros((bucket - n, *x.shape[1:]), x.dtype)])
+        try:
+            self._resize(bucket)
+            self._interp.set_tensor(self._in["index"], np.ascontiguousarray(x))
+            self._interp.invoke()
+            y = self._interp.get_tensor(self._out["index"])[:n]
+        except (ValueError, RuntimeError) as exc:
+            raise InferenceError(f"{self.path}: the sequence model failed on {n} strips ({exc})") from None
+        if np.issubdtype(y.dtype, np.integer):
+            scale, zero = self._out.get("quantization", (0.0, 0))
+            y = (y.astype(np.float32) - zero) * np.float32(scale)
+        return y.astype(np.float32, copy=False)
+
+    def read(self, strips: np.ndarray) -> list[SequenceRead]:
+        return [decode(z) for z in self.logits(strips)]
+
+
+# A whole reading stands when it has several digits, each read at least PIECE_SURE at its step, the steps as a
+# whole read at least SURE (the geometric mean of every step's best probability, blanks included: a doodle
+# or a cursive word leaves steps torn between a digit and nothing), and each digit's columns hold ink at
+# least PIECE_HEIGHT of the blob's ink height (a cursive word's joins are low).
+SURE = 0.8
+PIECE_SURE = 0.6
+PIECE_HEIGHT = 0.45
+UNCUT_SURE = None  # see whole_pieces
+PIECE_NAD = 0.95  # the classifier drops a whole reading with a piece its one-digit model rejects at this or more
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One digit of a blob read whole."""
+
+    box: tuple[int, int, int, int]  # its ink box in the blob's crop pixels
+    tile: np.ndarray  # its columns of the blob as an MNIST tile (what --explain shows, and the stroke check)
+    label: int
+    confidence: float
+    digit_p: np.ndarray  # (10,) its step's probabilities of the digits
+    row: np.ndarray | None = None  # ... as a row of the digit model's outputs (the classifier sets it)
+
+
+def whole_pieces(crop: np.ndarray, strip: Strip, read: SequenceRead, sure: float = SURE,
+                 piece_sure: float = PIECE_SURE, piece_height: float = PIECE_HEIGHT,
+                 uncut_sure: float | None = UNCUT_SURE) -> list[Piece] | None:
+    """The digits of a blob read whole, each with its share of the blob's columns; None if the reading does
+    not stand (fewer than two digits, or not sure enough; see SURE): then the blob is cut.
+
+    With ``uncut_sure``: [] (leave the blob whole, for the one-digit model to judge) when the reading is sure
+    at that level that the blob holds no digit or a single one."""
+    if len(read.labels) < 2:
+        return [] if uncut_sure is not None and read.sure >= uncut_sure else None
+    if min(read.confidences) < piece_sure or read.sure < sure:
+        return None
+    ys = np.nonzero((crop > 0).any(1))[0]
+    ink_h = float(ys[-1] - ys[0] + 1) if len(ys) else 1.0
+    pieces = []
+    for (left, right), label, conf, t in zip(frame_columns(read.frames, strip, crop.shape[1]), read.labels,
+                                             read.confidences, read.frames, strict=True):
+        part = np.zeros_like(crop)
+        part[:, left:right] = crop[:, left:right]
+        py, px = np.nonzero(part > 0)
+        if len(px) == 0 or (py.max() - py.min() + 1) < piece_height * ink_h:
+            return None
+        box = (int(px.min()), int(py.min()), int(px.max() - px.min() + 1), int(py.max() - py.min() + 1))
+        tile = mnist_normalise(normalise_strokes(part[box[1]:box[1] + box[3], box[0]:box[0] + box[2]]))
+        pieces.append(Piece(box, tile, label, conf, read.probs[t, :BLANK].copy()))
+    return pieces

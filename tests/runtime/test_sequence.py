@@ -1,0 +1,221 @@
+"""The sequence model's input, decoding and acceptance (runtime/sequence.py), and its use by the reader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from digitkit.runtime.errors import InferenceError
+from digitkit.runtime.reading import DEFAULT_MODEL, SEQUENCE_MODEL
+from digitkit.runtime.sequence import (
+    BLANK,
+    FRAMES,
+    INK_HEIGHT,
+    LINE_HEIGHT,
+    LINE_WIDTH,
+    MARGIN,
+    SequenceModel,
+    decode,
+    frame_columns,
+    line_input,
+    whole_pieces,
+)
+
+
+def _logits(path: list[int], sure: float = 8.0) -> np.ndarray:
+    """Logits whose best class at step t is path[t] (blank after the path's end)."""
+    z = np.zeros((FRAMES, BLANK + 1), np.float32)
+    for t in range(FRAMES):
+        z[t, path[t] if t < len(path) else BLANK] = sure
+    return z
+
+
+def test_decode_collapses_repeats_and_drops_blanks() -> None:
+    read = decode(_logits([BLANK, 3, 3, BLANK, 3, 1, 1, BLANK, 7]))
+    assert read.labels == (3, 3, 1, 7)
+    assert read.frames[0] in (1, 2) and read.frames[1] == 4 and read.frames[3] == 8
+    assert all(c > 0.99 for c in read.confidences) and read.sure > 0.99
+
+
+def test_decode_of_all_blanks_is_no_digit() -> None:
+    read = decode(_logits([]))
+    assert read.labels == () and read.frames == ()
+
+
+def test_decode_sure_is_low_when_steps_are_torn() -> None:
+    z = _logits([BLANK, 4, BLANK, 2], sure=0.3)  # nearly flat: every step torn between the classes
+    assert decode(z).sure < 0.3
+
+
+def _blob(widths: list[int], height: int = 60, gap: int = 0) -> np.ndarray:
+    """A crop of box outlines ("0"s, ink 255, MNIST-like stroke: 7 px at height 60) side by side, touching
+    (gap 0), 10 px of paper around."""
+    w = sum(widths) + gap * (len(widths) - 1)
+    crop = np.zeros((height + 20, w + 20), np.uint8)
+    x = 10
+    t = max(1, round(7 * height / 60))
+    for bw in widths:
+        crop[10:10 + height, x:x + bw] = 255
+        crop[10 + t:10 + height - t, x + t:x + bw - t] = 0
+        x += bw + gap
+    return crop
+
+
+def test_line_input_scales_the_ink_to_the_strip() -> None:
+    crop = _blob([30, 30, 30], height=60)
+    strip = line_input(crop)
+    assert strip is not None and strip.pixels.shape == (LINE_HEIGHT, LINE_WIDTH) and strip.pixels.dtype == np.uint8
+    rows = np.nonzero(strip.pixels.any(1))[0]
+    cols = np.nonzero(strip.pixels.any(0))[0]
+    assert rows[-1] - rows[0] + 1 == INK_HEIGHT
+    assert cols[0] == MARGIN and abs((cols[-1] - cols[0] + 1) - 90 * INK_HEIGHT / 60) <= 1
+    assert strip.x0 == 10 and strip.scale == pytest.approx(INK_HEIGHT / 60)
+
+
+def test_line_input_fits_a_long_blob_into_the_width() -> None:
+    strip = line_input(_blob([100] * 4, height=40))
+    cols = np.nonzero(strip.pixels.any(0))[0]
+    assert cols[-1] < LINE_WIDTH - MARGIN + 1
+
+
+def test_line_input_of_no_ink_is_none() -> None:
+    assert line_input(np.zeros((30, 50), np.uint8)) is None
+
+
+def test_frame_columns_split_halfway_between_steps() -> None:
+    crop = _blob([30, 30], height=60)
+    strip = line_input(crop)
+    # Steps whose centres fall on the two bars' centres in the strip.
+    centres = [MARGIN + 15 * strip.scale, MARGIN + 45 * strip.scale]
+    frames = tuple(int(round((c - 1) / 2)) for c in centres)
+    cols = frame_columns(frames, strip, crop.shape[1])
+    assert cols[0][0] == 0 and cols[-1][1] == crop.shape[1]
+    assert abs(cols[0][1] - 40) <= 3  # the boundary near the bars' meeting column (10 + 30)
+
+
+def _read_at(labels: list[int], frames: list[int], sure: float = 8.0):
+    path = [BLANK] * FRAMES
+    for lab, t in zip(labels, frames, strict=True):
+        path[t] = lab
+    return decode(_logits(path, sure))
+
+
+def test_whole_pieces_of_a_sure_reading_cover_the_blob() -> None:
+    crop = _blob([30, 30], height=60)
+    strip = line_input(crop)
+    f = [int(round((MARGIN + c * strip.scale - 1) / 2)) for c in (15, 45)]
+    pieces = whole_pieces(crop, strip, _read_at([4, 2], f))
+    assert [p.label for p in pieces] == [4, 2]
+    assert pieces[0].box[0] == 10 and pieces[1].box[0] + pieces[1].box[2] == 70
+    assert all(p.tile.shape == (28, 28) for p in pieces)
+
+
+@pytest.mark.parametrize("why", ["one digit", "unsure", "low piece"])
+def test_whole_pieces_refuses_a_reading_that_does_not_stand(why: str) -> None:
+    crop = _blob([30, 30], height=60)
+    if why == "low piece":  # the second digit's columns hold only a low stroke: a cursive join, not a digit
+        crop[10:60, 40:70] = 0  # only the box's bottom stroke is left there
+    strip = line_input(crop)
+    f = [int(round((MARGIN + c * strip.scale - 1) / 2)) for c in (15, 45)]
+    read = {"one digit": _read_at([4], f[:1]), "unsure": _read_at([4, 2], f, sure=1.0),
+            "low piece": _read_at([4, 2], f)}[why]
+    assert whole_pieces(crop, strip, read) is None
+
+
+def test_a_digit_model_is_not_a_sequence_model() -> None:
+    with pytest.raises(InferenceError, match="not a sequence model"):
+        SequenceModel(DEFAULT_MODEL)
+
+
+needs_model = pytest.mark.skipif(not SEQUENCE_MODEL.is_file(), reason="no shipped sequence model")
+
+
+@needs_model
+def test_shipped_sequence_model_is_trusted_integer_and_reads_blank_as_nothing() -> None:
+    import hashlib
+
+    from digitkit.runtime import modelcheck
+    from digitkit.runtime.interpreter import load_interpreter_class
+
+    assert hashlib.sha256(SEQUENCE_MODEL.read_bytes()).hexdigest() in modelcheck.TRUSTED_SHA256, (
+        "the shipped sequence model changed: put its new sha256 in digitkit.runtime.modelcheck.TRUSTED_SHA256")
+
+    interp = load_interpreter_class()[1](model_path=str(SEQUENCE_MODEL))
+    interp.allocate_tensors()
+    assert [t["name"] for t in interp.get_tensor_details() if t["dtype"] == np.float32] == []
+    model = SequenceModel(SEQUENCE_MODEL)
+    logits = model.logits(np.zeros((3, LINE_HEIGHT, LINE_WIDTH), np.uint8))
+    assert logits.shape == (3, FRAMES, BLANK + 1)
+    assert all(decode(z).labels == () for z in logits)
+
+
+@needs_model
+def test_reading_whole_can_be_turned_off() -> None:
+    from digitkit.runtime.classifier import DigitClassifier
+
+    assert DigitClassifier().sequence is not None
+    assert DigitClassifier(read_whole=False).sequence is None
+
+
+
+def _split_with(answer):
+    """split_touching on one wide blob whose whole reading is ``answer`` (None / [] / pieces); returns
+    (segments out, how many stretch tiles the cutter sent to the model)."""
+    from digitkit.runtime.segment import Segment
+    from digitkit.runtime.sequence import Piece
+    from digitkit.runtime.split import split_touching
+
+    crop = _blob([30, 30], height=60)
+    seg = Segment(box=(100, 50, crop.shape[1], crop.shape[0]), tile=np.zeros((28, 28), np.uint8), crop=crop,
+                  origin=(90, 40))
+    row = np.zeros((1, 11), np.float32)
+    row[0, 10] = 0.9  # the one-digit model rejects the blob: it is tried
+    calls = []
+
+    def predict(tiles: np.ndarray) -> np.ndarray:
+        calls.append(len(tiles))
+        out = np.zeros((len(tiles), 11), np.float32)
+        out[:, 10] = 1.0
+        return out
+
+    def read_whole(segs):
+        assert len(segs) == 1
+        if answer is None or answer == []:
+            return [answer]
+        return [[Piece((10 + 30 * k, 10, 30, 60), np.zeros((28, 28), np.uint8), lab, 0.9, np.eye(10)[lab],
+                       row=np.eye(11, dtype=np.float32)[lab]) for k, lab in enumerate(answer)]]
+
+    segs, rows, trace = split_touching([seg], row, predict, lambda p: p[:, :10], lambda r: r[10] >= 0.5,
+                                       read_whole=read_whole)
+    return segs, rows, trace, sum(calls)
+
+
+def test_a_blob_read_whole_becomes_its_digits_without_cutting() -> None:
+    segs, rows, trace, cut_tiles = _split_with([4, 2])
+    assert cut_tiles == 0  # no stretch was cut and sent to the one-digit model
+    assert [int(r.argmax()) for r in rows] == [4, 2]
+    assert [s.box for s in segs] == [(100, 50, 30, 60), (130, 50, 30, 60)]  # crop pixels + origin
+    assert [p.label for p in trace[0][0]] == [4, 2] and trace[0][1] == [0, 1]
+
+
+def test_a_blob_surely_holding_at_most_one_digit_is_left_whole() -> None:
+    segs, rows, trace, cut_tiles = _split_with([])
+    assert cut_tiles == 0 and len(segs) == 1 and trace == [(None, [])]
+
+
+def test_a_blob_whose_whole_reading_does_not_stand_is_cut() -> None:
+    segs, rows, trace, cut_tiles = _split_with(None)
+    assert cut_tiles > 0 and trace[0][0] is not None
+
+
+def test_explain_draws_a_blob_read_whole_with_its_digits() -> None:
+    from digitkit.runtime.explain import _WIDTH, _whole_panel
+    from digitkit.runtime.segment import Segment
+
+    crop = _blob([30, 30], height=60)
+    seg = Segment(box=(0, 0, crop.shape[1], crop.shape[0]), tile=np.zeros((28, 28), np.uint8), crop=crop)
+    _, _, trace, _ = _split_with([4, 2])
+    panel = _whole_panel(seg, trace[0][0])
+    assert panel.ndim == 3 and panel.shape[1] == _WIDTH
+    # The pieces' boxes are drawn in orange (BGR 255, 128, 0) over the blob.
+    assert ((panel[..., 0] == 255) & (panel[..., 1] == 128) & (panel[..., 2] == 0)).sum() > 100

@@ -1,0 +1,69 @@
+"""The sequence model's training strips (toolkit/linedata.py), its training and int8 export
+(toolkit/linetrain.py), and `digitkit train-lines`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from digitkit.runtime.sequence import FRAMES, LINE_HEIGHT, LINE_WIDTH, MARGIN
+from digitkit.toolkit.linedata import MAX_LABELS, make_lines
+from tests.synth import synth_digits
+
+runner = CliRunner()
+
+
+def test_make_lines_labels_digit_strips_and_leaves_non_digit_strips_empty() -> None:
+    x, y = synth_digits(200, 3)
+    negatives, _ = synth_digits(50, 4)
+    negatives = 255 - negatives  # any tiles will do as "not digits" here
+    lines = make_lines(x, y, negatives[:, :, :], 300, seed=1, negative_share=0.3, word_share=0.1)
+    assert lines.x.shape == (300, LINE_HEIGHT, LINE_WIDTH) and lines.x.dtype == np.uint8
+    assert lines.labels.shape == (300, MAX_LABELS)
+    assert 0.25 < float(np.mean(lines.lengths == 0)) < 0.55  # 40 % non-digit strips asked for
+    assert set(np.unique(lines.lengths)) <= set(range(0, 7)) and lines.lengths.max() >= 5
+    for i in np.flatnonzero(lines.lengths)[:50]:
+        assert np.all(lines.labels[i, lines.lengths[i]:] == 0)  # padding past the length
+    ink = lines.x.any(1)  # every strip has ink, starting at the margin
+    assert ink.any(1).all() and np.all(ink.argmax(1) >= MARGIN - 1)
+    again = make_lines(x, y, negatives, 300, seed=1, negative_share=0.3, word_share=0.1)
+    assert np.array_equal(again.x, lines.x)  # a seed makes the same strips
+
+
+def test_train_lines_cli_trains_exports_an_integer_model_and_records_it(tmp_path: Path,
+                                                                        synth_data_dir: Path) -> None:
+    pytest.importorskip("tensorflow")
+    from digitkit.cli import app
+    from digitkit.runtime.interpreter import load_interpreter_class
+    from digitkit.runtime.sequence import SequenceModel
+
+    out, tfl = tmp_path / "lines.keras", tmp_path / "lines_int8.tflite"
+    result = runner.invoke(app, ["train-lines", "--out", str(out), "--tflite", str(tfl), "--epochs", "1",
+                                 "--lines", "512", "--data-dir", str(synth_data_dir)])
+    assert result.exit_code == 0, result.output
+    assert "epoch 1/1" in result.output and "int8 model" in result.output
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["config"]["lines"] == 512 and len(record["history"]) == 1
+    interp = load_interpreter_class()[1](model_path=str(tfl))
+    interp.allocate_tensors()
+    assert [t["name"] for t in interp.get_tensor_details() if t["dtype"] == np.float32] == []
+    logits = SequenceModel(tfl).logits(np.zeros((2, LINE_HEIGHT, LINE_WIDTH), np.uint8))
+    assert logits.shape == (2, FRAMES, 11) and np.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--out", "m.h5"], "must end in .keras"),
+    (["--tflite", "m.onnx"], "must end in .tflite"),
+    (["--epochs", "0"], "Invalid value for '--epochs'"),
+])
+def test_train_lines_refuses_bad_options_with_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    from digitkit.cli import app
+
+    args = [a if not a.startswith("m.") else str(tmp_path / a) for a in args]
+    result = runner.invoke(app, ["train-lines", *args, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert message in result.output
