@@ -195,15 +195,21 @@ class SequenceModel:
         return [decode(z) for z in self.logits(strips)]
 
 
-# A whole reading stands when it has several digits, each read at least PIECE_SURE at its step, the steps as a
-# whole read at least SURE (the geometric mean of every step's best probability, blanks included: a doodle
-# or a cursive word leaves steps torn between a digit and nothing), and each digit's columns hold ink at
-# least PIECE_HEIGHT of the blob's ink height (a cursive word's joins are low).
-SURE = 0.8
-PIECE_SURE = 0.6
+# A whole reading stands when it has several digits, each read at least PIECE_SURE at its step (NARROW_SURE in
+# a blob less than WIDE_ASPECT times as wide as tall, which may as well be one letter or doodle: the same
+# distinction as runtime/split.py's), each digit's columns hold ink at least PIECE_HEIGHT of the blob's ink
+# height (a cursive word's joins are low), and the one-digit model calls none of the pieces "not a digit" at
+# PIECE_NAD or more (checked by the classifier). Chosen on 300 lines of MNIST *training* digits
+# (benchmarks/lines.py --split train) against the non-digit pages of seeds 5 and 7 (not the measured 11):
+# there the whole reading adds no page with a digit.
+PIECE_SURE = 0.5
+WIDE_ASPECT = 1.6
+NARROW_SURE = 0.8
 PIECE_HEIGHT = 0.45
-UNCUT_SURE = None  # see whole_pieces
-PIECE_NAD = 0.95  # the classifier drops a whole reading with a piece its one-digit model rejects at this or more
+PIECE_NAD = 0.95
+# With UNCUT_SURE, a blob the sequence model reads as at most one digit, with every step's best class at a
+# geometric mean of at least this, is not cut at all (the one-digit model judges it whole); None: it is cut.
+UNCUT_SURE = None
 
 
 @dataclass(frozen=True)
@@ -218,17 +224,19 @@ class Piece:
     row: np.ndarray | None = None  # ... as a row of the digit model's outputs (the classifier sets it)
 
 
-def whole_pieces(crop: np.ndarray, strip: Strip, read: SequenceRead, sure: float = SURE,
-                 piece_sure: float = PIECE_SURE, piece_height: float = PIECE_HEIGHT,
+def whole_pieces(crop: np.ndarray, strip: Strip, read: SequenceRead, piece_sure: float = PIECE_SURE,
+                 narrow_sure: float = NARROW_SURE, piece_height: float = PIECE_HEIGHT,
                  uncut_sure: float | None = UNCUT_SURE) -> list[Piece] | None:
     """The digits of a blob read whole, each with its share of the blob's columns; None if the reading does
-    not stand (fewer than two digits, or not sure enough; see SURE): then the blob is cut.
+    not stand (fewer than two digits, or not sure enough: see PIECE_SURE): then the blob is cut.
 
     With ``uncut_sure``: [] (leave the blob whole, for the one-digit model to judge) when the reading is sure
     at that level that the blob holds no digit or a single one."""
     if len(read.labels) < 2:
         return [] if uncut_sure is not None and read.sure >= uncut_sure else None
-    if min(read.confidences) < piece_sure or read.sure < sure:
+    ys, xs = np.nonzero(crop > 0)
+    aspect = (np.ptp(xs) + 1) / (np.ptp(ys) + 1) if len(xs) else 0.0
+    if min(read.confidences) < (piece_sure if aspect >= WIDE_ASPECT else max(piece_sure, narrow_sure)):
         return None
     ys = np.nonzero((crop > 0).any(1))[0]
     ink_h = float(ys[-1] - ys[0] + 1) if len(ys) else 1.0

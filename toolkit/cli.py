@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from digitkit.toolkit.cli_convert import convert_command
+from digitkit.toolkit.linetrain import LineTrainConfig  # no TensorFlow at import: the one copy of the defaults
 from digitkit.toolkit.pipeline_types import PipelineConfig  # no TensorFlow at import: the one copy of the defaults
 from digitkit.toolkit.train import TrainConfig
 from digitkit.verbs import register, verb_app
@@ -306,9 +307,9 @@ def train_lines_command(
                    ] = Path("runs/lines.keras"),
     tflite: Annotated[Path, typer.Option("--tflite", metavar="FILE", help="Where to write the int8 model.")
                       ] = Path("runs/lines_int8.tflite"),
-    epochs: Annotated[int, typer.Option("--epochs", metavar="N", min=1)] = 12,
+    epochs: Annotated[int, typer.Option("--epochs", metavar="N", min=1)] = LineTrainConfig.epochs,
     lines: Annotated[int, typer.Option("--lines", metavar="N", min=64, help="Training strips, made once.")
-                     ] = 120_000,
+                     ] = LineTrainConfig.lines,
     seed: Annotated[int, typer.Option("--seed", metavar="N")] = 0,
     data_dir: DataDir = None,
 ) -> None:
@@ -318,7 +319,7 @@ def train_lines_command(
     there to use yours. Exit codes: 0 trained · 2 bad option, data or output path.
     """
     from digitkit.converters.api import check_out
-    from digitkit.toolkit.linetrain import LineTrainConfig, export_lines, train_lines
+    from digitkit.toolkit.linetrain import export_lines, train_lines
     from digitkit.toolkit.train import TrainConfig, check_config
 
     check_config(TrainConfig(out=str(out)))

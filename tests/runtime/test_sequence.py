@@ -122,6 +122,22 @@ def test_whole_pieces_refuses_a_reading_that_does_not_stand(why: str) -> None:
     assert whole_pieces(crop, strip, read) is None
 
 
+def test_a_blob_about_as_wide_as_tall_needs_surer_digits_than_a_wide_one() -> None:
+    from digitkit.runtime.sequence import NARROW_SURE, PIECE_SURE, WIDE_ASPECT
+
+    logit = float(np.log(10 * 0.65 / 0.35))  # each digit read at 0.65 at its step
+    assert PIECE_SURE < 0.65 < NARROW_SURE
+    for widths, stands in (([30, 30], False), ([30, 30, 30], True)):
+        crop = _blob(widths, height=50)
+        assert (crop.shape[1] - 20) / 50 >= WIDE_ASPECT or not stands
+        strip = line_input(crop)
+        centres = [15 + 30 * k for k in range(len(widths))]
+        f = [int(round((MARGIN + c * strip.scale - 1) / 2)) for c in centres]
+        read = _read_at(list(range(1, len(widths) + 1)), f, sure=logit)
+        assert min(read.confidences) == pytest.approx(0.65, abs=0.01)
+        assert (whole_pieces(crop, strip, read) is not None) == stands
+
+
 def test_a_digit_model_is_not_a_sequence_model() -> None:
     with pytest.raises(InferenceError, match="not a sequence model"):
         SequenceModel(DEFAULT_MODEL)
