@@ -25,7 +25,7 @@ import numpy as np
 from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.interpreter import open_interpreter
 from digitkit.runtime.preprocess import mnist_normalise
-from digitkit.runtime.strokes import BOLD, MNIST_MEDIAN, THIN, normalise_strokes, stroke_thickness
+from digitkit.runtime.strokes import normalise_strokes
 
 LINE_HEIGHT = 28  # rows of the strip (as MNIST's tiles)
 LINE_WIDTH = 128  # columns of the strip: 8 digits at MNIST's average width
@@ -35,30 +35,10 @@ BLANK = 10  # the CTC blank's class index; 0-9 are the digits
 FRAMES = LINE_WIDTH // 2  # the model's output steps: one per two columns
 
 
-def line_strokes(crop: np.ndarray, level: int = 128) -> np.ndarray:
+def line_strokes(crop: np.ndarray) -> np.ndarray:
     """A blob's ink (0 = paper, 255 = stroke cores) with its stroke thickness brought within MNIST's range
-    relative to the blob's *height* (strokes.normalise_strokes measures against the longer side, which for a
-    row of digits is its length)."""
-    binary = (crop >= level).astype(np.uint8)
-    ys = np.nonzero(binary.any(1))[0]
-    if len(ys) < 4:
-        return crop
-    height = int(ys[-1] - ys[0]) + 1
-    t = stroke_thickness(binary) / height
-    if THIN <= t <= BOLD:
-        return crop
-    target = MNIST_MEDIAN if t < THIN else BOLD
-    r = int(round(abs(target - t) * height / 2))
-    if r < 1:
-        return crop
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    if t < THIN:
-        pad = cv2.copyMakeBorder(binary, r, r, r, r, cv2.BORDER_CONSTANT, value=0)
-        return (cv2.dilate(pad, kernel) * 255).astype(np.uint8)
-    thinned = cv2.erode(binary, kernel)
-    if thinned.sum() < 0.3 * binary.sum():
-        return crop
-    return (thinned * 255).astype(np.uint8)
+    relative to the blob's *height* (for a row of digits the longer side is its length)."""
+    return normalise_strokes(crop, against="height")
 
 
 @dataclass(frozen=True)

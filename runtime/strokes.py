@@ -29,16 +29,18 @@ def stroke_thickness(binary: np.ndarray) -> float:
     return 2.0 * area / max(perimeter, 1.0)
 
 
-def normalise_strokes(crop: np.ndarray, level: int = 128) -> np.ndarray:
+def normalise_strokes(crop: np.ndarray, level: int = 128, against: str = "side") -> np.ndarray:
     """One digit's cleaned ink crop (0 = paper, stroke cores 255) with MNIST-like stroke thickness.
 
-    Crops whose strokes are within MNIST's 5th-95th percentile come back unchanged.
+    Crops whose strokes are within MNIST's 5th-95th percentile come back unchanged. The thickness is
+    measured relative to the ink box's longer side (``against="side"``: one digit) or its height
+    (``"height"``: a row of touching digits, whose longer side is its length).
     """
     binary = (crop >= level).astype(np.uint8)
     ys, xs = np.nonzero(binary)
     if len(xs) < 4:
         return crop
-    side = max(int(np.ptp(xs)), int(np.ptp(ys))) + 1
+    side = int(np.ptp(ys)) + 1 if against == "height" else max(int(np.ptp(xs)), int(np.ptp(ys))) + 1
     t = stroke_thickness(binary) / side
     if THIN <= t <= BOLD:
         return crop
