@@ -205,7 +205,7 @@ class LineExportResult:
 
 def export_lines(model_path: str | os.PathLike[str], out: str | os.PathLike[str], data_dir: str | None = None,
                  seed: int = 0, calibration: int = 500) -> LineExportResult:
-    """Convert a trained sequence model to a fully integer .tflite (uint8 strips in, int8 logits out),
+    """Convert a trained sequence model to a fully integer .tflite (uint8 strips in, uint8-quantized logits out),
     calibrated on training strips, and read the validation strips with it through the runtime's
     :class:`digitkit.runtime.sequence.SequenceModel` (and with the float model, for comparison)."""
     from digitkit.converters.tflite import convert_keras, quiet_tf
