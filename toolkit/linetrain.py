@@ -35,7 +35,7 @@ class LineTrainConfig:
 
     data_dir: str | None = None
     out: str = "runs/lines.keras"
-    lines: int = 360_000  # training strips, made once (120 000 for 12 epochs: 3 pp fewer validation strips read)
+    lines: int = 360_000  # training strips, made once (120 000 for 12 epochs: 4 pp fewer validation strips read)
     val_lines: int = 4_000  # validation strips (validation-split digits, other negatives)
     epochs: int = 6
     batch_size: int = 64
