@@ -256,7 +256,9 @@ export DIGITKIT_LIBRARY_LOGS=1
 trap "rm -rf $DIGITKIT_CACHE_DIR" EXIT
 "$bin/python" -c "import platform, importlib.metadata as m, numpy, cv2; print(platform.machine(), platform.python_version(), \"numpy\", numpy.__version__, \"cv2\", cv2.__version__, \"ai-edge-litert\", m.version(\"ai-edge-litert\"), \"pillow\", m.version(\"pillow\"))" >"$out/platform.txt"
 cd "$in"
-for m in "$models"/*.tflite; do
+# The shipped digit models (the sequence model beside them is no --model: both use it inside classify and camera).
+for f in $("$bin/python" -c "from digitkit.runtime.reading import SHIPPED_MODELS; print(*SHIPPED_MODELS.values())"); do
+    m="$models/$f"
     s=$(basename "$m" .tflite)
     "$bin/digitkit" classify images --model "$m" --json --min-confidence 0 >"$out/$s.classify.jsonl" 2>"$out/$s.classify.err" \
         || { echo "classify with $s failed: $(tail -1 "$out/$s.classify.err")" >&2; exit 1; }
