@@ -106,6 +106,9 @@ SURE = 0.9
 # in 300, and the camera stops cutting every wide 4 or 0 into a hundred stretches.
 SURE_ND = 0.5
 SURE_ASPECT_ND = 2.0
+# ... such a blob is still read whole by the sequence model, which sees a 1 touching a neighbour where the
+# one-digit model sees one wide digit; when that reading does not stand, the blob stays one digit (not cut).
+ASK_SURE = True
 SPLIT_REJECTED = True  # also try blobs the model calls "not a digit" (when it has that answer)
 PIECE_SURE = 0.8  # with that answer, every piece of an accepted split is read at least this surely (0.7 / 0.5
 # below let twice as many doodle pages through with the slanted cuts: nondigit_pages.py --seed 5)
@@ -180,9 +183,11 @@ def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, reje
         # A blob not much wider than a digit that the model reads with confidence is left alone: it is
         # usually one wide digit, and trying dozens of stretches for every such blob costs the camera its speed.
         sure, wide = (SURE, SURE_ASPECT) if rejected is None else (SURE_ND, SURE_ASPECT_ND)
+        ask = False  # read whole by the sequence model, but not cut when that reading does not stand
         if doubtful and not is_rejected and w <= wide * h and float(digit_probs(row[None])[0].max()) >= sure:
-            doubtful = False
-        plans.append(True if doubtful and seg.crop is not None else None)
+            doubtful, ask = False, ASK_SURE
+        plans.append(True if doubtful and seg.crop is not None else ("ask" if ask and seg.crop is not None
+                                                                        else None))
     whole: dict[int, list] = {}
     if read_whole is not None:
         asked = [i for i, p in enumerate(plans) if p is not None]
@@ -191,7 +196,7 @@ def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, reje
                 plans[i] = None
                 if len(pieces) > 1:
                     whole[i] = pieces
-    plans = [plan_split(seg.crop) if p is not None else None for seg, p in zip(segments, plans, strict=True)]
+    plans = [plan_split(seg.crop) if p is True else None for seg, p in zip(segments, plans, strict=True)]
     tried = [p for p in plans if p is not None]
     if not tried and not whole:
         return list(segments), probs, [(None, []) for _ in segments]

@@ -174,18 +174,21 @@ def test_reading_whole_can_be_turned_off() -> None:
 
 
 
-def _split_with(answer):
+def _split_with(answer, sure_digit: bool = False):
     """split_touching on one wide blob whose whole reading is ``answer`` (None / [] / pieces); returns
-    (segments out, how many stretch tiles the cutter sent to the model)."""
+    (segments out, how many stretch tiles the cutter sent to the model). With ``sure_digit`` the one-digit model
+    reads the blob surely as one digit instead of rejecting it."""
     from digitkit.runtime.segment import Segment
     from digitkit.runtime.sequence import Piece
     from digitkit.runtime.split import split_touching
 
-    crop = _blob([30, 30], height=60)
+    crop = _blob([40, 40] if sure_digit else [30, 30], height=60)  # 100 x 80 / 80 x 80 pixels
     seg = Segment(box=(100, 50, crop.shape[1], crop.shape[0]), tile=np.zeros((28, 28), np.uint8), crop=crop,
                   origin=(90, 40))
     row = np.zeros((1, 11), np.float32)
     row[0, 10] = 0.9  # the one-digit model rejects the blob: it is tried
+    if sure_digit:
+        row[0] = np.eye(11, dtype=np.float32)[8] * 0.9
     calls = []
 
     def predict(tiles: np.ndarray) -> np.ndarray:
@@ -222,6 +225,15 @@ def test_a_blob_surely_holding_at_most_one_digit_is_left_whole() -> None:
 def test_a_blob_whose_whole_reading_does_not_stand_is_cut() -> None:
     segs, rows, trace, cut_tiles = _split_with(None)
     assert cut_tiles > 0 and trace[0][0] is not None
+
+
+def test_a_blob_read_surely_as_one_digit_is_still_read_whole_but_never_cut() -> None:
+    # A 1 touching its neighbour makes a blob the one-digit model may take for one wide digit: the sequence
+    # model is asked about it too, and when its reading does not stand the blob stays that one digit.
+    segs, rows, trace, cut_tiles = _split_with([7, 1], sure_digit=True)
+    assert cut_tiles == 0 and [int(r.argmax()) for r in rows] == [7, 1]
+    segs, rows, trace, cut_tiles = _split_with(None, sure_digit=True)
+    assert cut_tiles == 0 and len(segs) == 1 and int(rows[0].argmax()) == 8 and trace == [(None, [])]
 
 
 def test_explain_draws_a_blob_read_whole_with_its_digits() -> None:
