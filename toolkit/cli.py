@@ -311,6 +311,13 @@ def train_lines_command(
     lines: Annotated[int, typer.Option("--lines", metavar="N", min=64, help="Training strips, made once.")
                      ] = LineTrainConfig.lines,
     seed: Annotated[int, typer.Option("--seed", metavar="N")] = 0,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", metavar="LR", min=1e-6)
+                             ] = LineTrainConfig.learning_rate,
+    context: Annotated[int, typer.Option("--context", metavar="N", min=0, help="Residual blocks that let each "
+                                         "step see further along the strip (0: the first shipped network).")
+                       ] = LineTrainConfig.context,
+    init: Annotated[Path | None, typer.Option("--init", metavar="FILE", help="Start from this trained sequence "
+                                              "model (.keras); blocks it lacks start as the identity.")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Train the sequence model that reads touching digits whole, and convert it to int8.
@@ -319,12 +326,16 @@ def train_lines_command(
     there to use yours. Exit codes: 0 trained · 2 bad option, data or output path.
     """
     from digitkit.converters.api import check_out
+    from digitkit.toolkit.errors import ToolkitError
     from digitkit.toolkit.linetrain import export_lines, train_lines
     from digitkit.toolkit.train import TrainConfig, check_config
 
     check_config(TrainConfig(out=str(out)))
     check_out(tflite)
-    config = LineTrainConfig(data_dir=data_dir, out=str(out), lines=lines, epochs=epochs, seed=seed)
+    if init is not None and not init.is_file():
+        raise ToolkitError(f"--init model {init} not found")
+    config = LineTrainConfig(data_dir=data_dir, out=str(out), lines=lines, epochs=epochs, seed=seed,
+                             learning_rate=learning_rate, context=context, init=str(init) if init else None)
     result = train_lines(config, on_epoch=lambda epoch, logs: _line(
         f"training lines: epoch {epoch}/{epochs} loss {logs['loss']:.3f} validation lines read "
         f"{logs['val_lines']:.2%}, digits {logs['val_digits']:.2%}, non-digit strips silent {logs['val_silent']:.2%}"))

@@ -59,6 +59,9 @@ def test_train_lines_cli_trains_exports_an_integer_model_and_records_it(tmp_path
     (["--out", "m.h5"], "must end in .keras"),
     (["--tflite", "m.onnx"], "must end in .tflite"),
     (["--epochs", "0"], "Invalid value for '--epochs'"),
+    (["--context", "-1"], "Invalid value for '--context'"),
+    (["--learning-rate", "0"], "Invalid value for '--learning-rate'"),
+    (["--init", "m.keras"], "not found"),
 ])
 def test_train_lines_refuses_bad_options_with_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     from digitkit.cli import app
@@ -67,3 +70,28 @@ def test_train_lines_refuses_bad_options_with_exit_2(tmp_path: Path, args: list[
     result = runner.invoke(app, ["train-lines", *args, "--data-dir", str(tmp_path)])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_a_wider_view_starts_from_a_trained_network_as_the_same_function(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from digitkit.toolkit.errors import ToolkitError
+    from digitkit.toolkit.linetrain import _start_from, build_line_model
+
+    keras.utils.set_random_seed(3)
+    first = build_line_model(keras, context=0)
+    x = np.random.default_rng(0).random((3, LINE_HEIGHT, LINE_WIDTH, 1)).astype(np.float32)
+    for layer in first.layers:  # moving statistics away from their start, so copying them matters
+        if isinstance(layer, keras.layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([g * 1.5, b + 0.1, m + 0.2, v * 2.0])
+    first.save(tmp_path / "first.keras")
+    wider = build_line_model(keras, context=2)
+    assert len(wider.layers) > len(first.layers)
+    _start_from(keras, wider, str(tmp_path / "first.keras"))
+    np.testing.assert_allclose(wider.predict(x, verbose=0), first.predict(x, verbose=0), atol=1e-5)
+    other = keras.Sequential([keras.Input((LINE_HEIGHT, LINE_WIDTH, 1)), keras.layers.Conv2D(4, 3)])
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(ToolkitError, match="not a sequence model"):
+        _start_from(keras, build_line_model(keras, context=1), str(tmp_path / "other.keras"))
