@@ -185,43 +185,33 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
-class TFLiteModel:
-    """One loaded .tflite model. ``predict_proba`` takes images in MNIST polarity and gives probabilities.
+class TFLiteRunner:
+    """One loaded .tflite with one input and one output tensor: pixels quantized in, the batch padded to a power
+    of two, the output dequantized to float32. :class:`TFLiteModel` (a digit model) and
+    :class:`digitkit.runtime.sequence.SequenceModel` build on it.
 
-    Args:
-        model_path: the .tflite file.
-        backend: "litert" or "tflite-runtime"; None picks the first installed.
-        threads: interpreter threads (None = the backend's default).
-        metadata: what the model's outputs mean, when the caller knows better than the file (the converter
-            verifying a model it has not yet labelled); None reads it from the model's own metadata.
+    Raises:
+        InferenceError: the file is missing or unloadable, or its tensors are not one input and one output of
+            a supported type.
     """
 
     def __init__(self, model_path: str | os.PathLike[str], backend: str | None = None,
-                 threads: int | None = None, metadata: ModelMetadata | None = None) -> None:
+                 threads: int | None = None) -> None:
         self.path = Path(model_path)
-        self.backend, self._interp, data = open_interpreter(self.path, backend, threads)
+        self.backend, self._interp, self._data = open_interpreter(self.path, backend, threads)
         self.threads = threads
-        embedded = read_embedded(data, self.path) if metadata is None else None
-        self.metadata = metadata or (ModelMetadata.from_dict(embedded["runtime"]) if embedded else ModelMetadata())
-        if metadata is None and embedded is None and not output_is_softmax(data):
-            # Nothing in the model says what the output is, and no SOFTMAX makes it: logits, so normalise them.
-            self.metadata = dataclasses.replace(self.metadata, output="logits")
         inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
         if len(inputs) != 1 or not outputs:
             raise InferenceError(f"{self.path}: the model has {len(inputs)} inputs and {len(outputs)} outputs; "
-                                 "a digit model has one image input and a class output")
+                                 f"{self.kind} has one image input and one output")
         self._in, self._out = inputs[0], outputs[0]
-        shape = tuple(int(s) for s in self._in["shape"])
-        if len(shape) != 4 or shape[1:] != (*self.metadata.input_size, 1):
-            raise InferenceError(f"{self.path}: input shape {shape} is not (N, 28, 28, 1); not a digit model")
-        out_shape = tuple(int(s) for s in self._out["shape"])
-        described = metadata is not None or embedded is not None
-        if not described and out_shape and out_shape[-1] == len(self.metadata.labels) + 1:
-            # Undescribed, with one output more than the digits: digitkit's convention for "not a digit".
-            self.metadata = dataclasses.replace(self.metadata, **NOT_A_DIGIT_CONVENTION)
-        if not out_shape or out_shape[-1] != len(self.metadata.labels):
-            raise InferenceError(f"{self.path}: output shape {out_shape} does not give "
-                                 f"{len(self.metadata.labels)} classes")
+        self._batch = int(self._in["shape"][0])
+
+    kind = "a model"
+    _sample: tuple[int, ...] = ()  # one input's shape without the batch, e.g. (28, 28, 1); set by the subclass
+
+    def _check_types(self) -> None:
+        """Refuse tensor types the runtime cannot feed or read, then cache what every call needs."""
         for what, details, allowed in (("input", self._in, _INPUT_TYPES), ("output", self._out, _OUTPUT_TYPES)):
             dtype = np.dtype(details["dtype"])
             if dtype not in allowed:
@@ -231,7 +221,6 @@ class TFLiteModel:
             if dtype.kind in "iu" and not (np.isfinite(scale) and scale > 0):
                 raise InferenceError(f"{self.path}: integer {what} tensor without a usable quantization "
                                      f"scale ({scale}); re-convert the model")
-        self._batch = shape[0]
         self._cache_details()
 
     def _cache_details(self) -> None:
@@ -272,36 +261,96 @@ class TFLiteModel:
     def _quantize(self, images: np.ndarray) -> np.ndarray:
         """uint8 pixels (0-255) or floats in [0, 1] -> the input tensor's dtype, from its own parameters."""
         if self._pass_through and images.dtype == np.uint8:
-            return np.ascontiguousarray(images.reshape(-1, *self.metadata.input_size, 1))
+            return np.ascontiguousarray(images.reshape(-1, *self._sample))
         x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
-        x = x.reshape(-1, *self.metadata.input_size, 1)
+        x = x.reshape(-1, *self._sample)
         dtype = self.input_dtype
         if dtype == np.float32:
             return x
-        scale, zero = self.input_quantization  # finite and > 0: __init__ refuses an integer input without one
+        scale, zero = self.input_quantization  # finite and > 0: _check_types refuses an integer input without one
         info = np.iinfo(dtype)
         return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
 
-    def _dequantize(self, y: np.ndarray) -> np.ndarray:
+    def _raw(self, y: np.ndarray) -> np.ndarray:
+        """The output tensor's values as float32 (dequantized)."""
         if self._lut is not None:
             y = self._lut[y.view(np.uint8)]
         elif np.issubdtype(y.dtype, np.integer):
             scale, zero = self._out.get("quantization", (0.0, 0))
             y = (y.astype(np.float32) - zero) * scale
-        y = y.astype(np.float32, copy=False)
-        if self.metadata.output != "softmax":
-            e = np.exp(y - y.max(axis=-1, keepdims=True))
-            y = e / e.sum(axis=-1, keepdims=True)
-        return y
+        return y.astype(np.float32, copy=False)
 
     def _resize(self, n: int) -> None:
         if n != self._batch:
-            self._interp.resize_tensor_input(self._in["index"], [n, *self.metadata.input_size, 1])
+            self._interp.resize_tensor_input(self._in["index"], [n, *self._sample])
             self._interp.allocate_tensors()
             self._in = self._interp.get_input_details()[0]
             self._out = self._interp.get_output_details()[0]
             self._batch = n
             self._cache_details()
+
+    def _invoke(self, chunk: np.ndarray, limit: int | None = None) -> np.ndarray:
+        """Run one quantized chunk, padded to a power of two (at most ``limit``, never below the chunk) so a
+        stream of ragged batches reuses a few tensor allocations; the output rows of the padded batch."""
+        rows = chunk.shape[0]
+        bucket = 1 << max(rows - 1, 0).bit_length()
+        if limit is not None:
+            bucket = min(bucket, max(limit, rows))
+        if bucket > rows:
+            chunk = np.concatenate([chunk, np.zeros((bucket - rows, *chunk.shape[1:]), chunk.dtype)])
+        try:
+            self._resize(bucket)
+            self._interp.set_tensor(self._in_index, chunk)
+            self._interp.invoke()
+            y = self._interp.get_tensor(self._out_index)
+        except (ValueError, RuntimeError) as exc:
+            raise InferenceError(f"{self.path}: the model failed on a batch of {bucket} "
+                                 f"({_first_line(exc)})") from None
+        return y
+
+
+class TFLiteModel(TFLiteRunner):
+    """One loaded .tflite model. ``predict_proba`` takes images in MNIST polarity and gives probabilities.
+
+    Args:
+        model_path: the .tflite file.
+        backend: "litert" or "tflite-runtime"; None picks the first installed.
+        threads: interpreter threads (None = the backend's default).
+        metadata: what the model's outputs mean, when the caller knows better than the file (the converter
+            verifying a model it has not yet labelled); None reads it from the model's own metadata.
+    """
+
+    kind = "a digit model"
+
+    def __init__(self, model_path: str | os.PathLike[str], backend: str | None = None,
+                 threads: int | None = None, metadata: ModelMetadata | None = None) -> None:
+        super().__init__(model_path, backend, threads)
+        data = self._data
+        embedded = read_embedded(data, self.path) if metadata is None else None
+        self.metadata = metadata or (ModelMetadata.from_dict(embedded["runtime"]) if embedded else ModelMetadata())
+        if metadata is None and embedded is None and not output_is_softmax(data):
+            # Nothing in the model says what the output is, and no SOFTMAX makes it: logits, so normalise them.
+            self.metadata = dataclasses.replace(self.metadata, output="logits")
+        self._sample = (*self.metadata.input_size, 1)
+        shape = tuple(int(s) for s in self._in["shape"])
+        if len(shape) != 4 or shape[1:] != self._sample:
+            raise InferenceError(f"{self.path}: input shape {shape} is not (N, 28, 28, 1); not a digit model")
+        out_shape = tuple(int(s) for s in self._out["shape"])
+        described = metadata is not None or embedded is not None
+        if not described and out_shape and out_shape[-1] == len(self.metadata.labels) + 1:
+            # Undescribed, with one output more than the digits: digitkit's convention for "not a digit".
+            self.metadata = dataclasses.replace(self.metadata, **NOT_A_DIGIT_CONVENTION)
+        if not out_shape or out_shape[-1] != len(self.metadata.labels):
+            raise InferenceError(f"{self.path}: output shape {out_shape} does not give "
+                                 f"{len(self.metadata.labels)} classes")
+        self._check_types()
+
+    def _dequantize(self, y: np.ndarray) -> np.ndarray:
+        y = self._raw(y)
+        if self.metadata.output != "softmax":
+            e = np.exp(y - y.max(axis=-1, keepdims=True))
+            y = e / e.sum(axis=-1, keepdims=True)
+        return y
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Probabilities (N, classes) for images (N, 28, 28[, 1]), uint8 0-255 or float 0-1, white on black."""
@@ -311,19 +360,8 @@ class TFLiteModel:
         for start in range(0, n, batch_size):
             chunk = self._quantize(images[start:start + batch_size])
             rows = chunk.shape[0]
-            # Pad to a power of two so a stream of ragged batches reuses a few tensor allocations
-            # instead of re-allocating the interpreter for every new size.
-            bucket = min(1 << max(rows - 1, 0).bit_length(), max(batch_size, rows))
-            if bucket > rows:
-                chunk = np.concatenate([chunk, np.zeros((bucket - rows, *chunk.shape[1:]), chunk.dtype)])
-            try:
-                self._resize(bucket)
-                self._interp.set_tensor(self._in_index, chunk)
-                self._interp.invoke()
-                y = self._interp.get_tensor(self._out_index)
-            except (ValueError, RuntimeError) as exc:
-                raise InferenceError(f"{self.path}: the model failed on a batch of {bucket} "
-                                     f"({_first_line(exc)})") from None
+            y = self._invoke(chunk, limit=batch_size)
+            bucket = self._batch
             if y.ndim < 1 or y.shape[0] != bucket or y.size != bucket * out.shape[1]:
                 raise InferenceError(f"{self.path}: output shape {y.shape} for a batch of {bucket}; "
                                      f"expected ({bucket}, {out.shape[1]})")

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from digitkit.runtime.errors import InferenceError
-from digitkit.runtime.interpreter import open_interpreter
+from digitkit.runtime.interpreter import TFLiteRunner
 from digitkit.runtime.preprocess import mnist_normalise
 from digitkit.runtime.strokes import normalise_strokes
 
@@ -117,59 +116,35 @@ def frame_columns(frames: tuple[int, ...], strip: Strip, width: int) -> list[tup
     return [(max(0, bounds[i]), min(width, bounds[i + 1])) for i in range(len(frames))]
 
 
-class SequenceModel:
+class SequenceModel(TFLiteRunner):
     """The sequence model (.tflite): strips (N, LINE_HEIGHT, LINE_WIDTH) uint8 in, (N, FRAMES, 11) logits out.
 
     Raises:
         InferenceError: the file is missing, not loadable, or not shaped like a sequence model.
     """
 
+    kind = "a sequence model"
+    _sample = (LINE_HEIGHT, LINE_WIDTH, 1)
+
     def __init__(self, path: str | os.PathLike[str], backend: str | None = None, threads: int | None = None) -> None:
-        self.path = Path(path)
-        self.backend, self._interp, _ = open_interpreter(self.path, backend, threads)
-        inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
-        shape_in = tuple(int(s) for s in inputs[0]["shape"]) if len(inputs) == 1 else ()
-        shape_out = tuple(int(s) for s in outputs[0]["shape"]) if len(outputs) == 1 else ()
-        if shape_in[1:] != (LINE_HEIGHT, LINE_WIDTH, 1) or shape_out[1:] != (FRAMES, BLANK + 1):
+        super().__init__(path, backend, threads)
+        shape_in = tuple(int(s) for s in self._in["shape"])
+        shape_out = tuple(int(s) for s in self._out["shape"])
+        if len(self._interp.get_output_details()) != 1 or shape_in[1:] != self._sample \
+                or shape_out[1:] != (FRAMES, BLANK + 1):
             raise InferenceError(f"{self.path}: input {shape_in} and output {shape_out} are not a sequence "
                                  f"model's (N, {LINE_HEIGHT}, {LINE_WIDTH}, 1) -> (N, {FRAMES}, {BLANK + 1})")
-        self._in, self._out = inputs[0], outputs[0]
-        self._batch = shape_in[0]
-
-    def _resize(self, n: int) -> None:
-        if n != self._batch:
-            self._interp.resize_tensor_input(self._in["index"], [n, LINE_HEIGHT, LINE_WIDTH, 1])
-            self._interp.allocate_tensors()
-            self._in, self._out = self._interp.get_input_details()[0], self._interp.get_output_details()[0]
-            self._batch = n
+        self._check_types()
 
     def logits(self, strips: np.ndarray) -> np.ndarray:
         """(N, FRAMES, 11) float32 logits for uint8 strips (N, LINE_HEIGHT, LINE_WIDTH), ink bright."""
         n = len(strips)
         if n == 0:
             return np.zeros((0, FRAMES, BLANK + 1), np.float32)
-        x = strips.reshape(n, LINE_HEIGHT, LINE_WIDTH, 1)
-        dtype = np.dtype(self._in["dtype"])
-        scale, zero = self._in.get("quantization", (0.0, 0))
-        if dtype == np.float32:
-            x = x.astype(np.float32) / 255.0
-        elif not (dtype == np.uint8 and zero == 0 and abs(scale * 255.0 - 1.0) < 1e-6):
-            info = np.iinfo(dtype)
-            x = np.clip(np.round(x.astype(np.float32) / 255.0 / scale + zero), info.min, info.max).astype(dtype)
-        bucket = 1 << max(n - 1, 0).bit_length()
-        if bucket > n:
-            x = np.concatenate([x, np.zeros((bucket - n, *x.shape[1:]), x.dtype)])
-        try:
-            self._resize(bucket)
-            self._interp.set_tensor(self._in["index"], np.ascontiguousarray(x))
-            self._interp.invoke()
-            y = self._interp.get_tensor(self._out["index"])[:n]
-        except (ValueError, RuntimeError) as exc:
-            raise InferenceError(f"{self.path}: the sequence model failed on {n} strips ({exc})") from None
-        if np.issubdtype(y.dtype, np.integer):
-            scale, zero = self._out.get("quantization", (0.0, 0))
-            y = (y.astype(np.float32) - zero) * np.float32(scale)
-        return y.astype(np.float32, copy=False)
+        y = self._invoke(self._quantize(np.asarray(strips, np.uint8)))
+        if y.shape[1:] != (FRAMES, BLANK + 1):
+            raise InferenceError(f"{self.path}: the sequence model gave {y.shape} for {len(y)} strips")
+        return self._raw(y[:n])
 
     def read(self, strips: np.ndarray) -> list[SequenceRead]:
         return [decode(z) for z in self.logits(strips)]
