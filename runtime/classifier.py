@@ -38,7 +38,7 @@ from digitkit.runtime.reading import (  # noqa: F401 - DEFAULT_MIN_CONFIDENCE, D
 from digitkit.runtime.resize import shrink
 from digitkit.runtime.rules import remove_rules
 from digitkit.runtime.segment import Segment, find_digits
-from digitkit.runtime.sequence import Piece, SequenceModel, line_input, whole_pieces
+from digitkit.runtime.sequence import Piece, SequenceModel, line_input, silent, whole_pieces
 from digitkit.runtime.split import split_touching
 
 _REPORT = "please report it with the file if it is a genuine picture"
@@ -184,6 +184,26 @@ class DigitClassifier:
                 at += n
         return out
 
+    def _veto(self, segments: list[Segment], rows: np.ndarray) -> np.ndarray:
+        """The rows with "not a digit" set for each whole blob (not a piece of one) that the one-digit model
+        reads as a digit less surely than ``sequence.VETO_SURE`` and the sequence model reads as no digit at all
+        (:func:`digitkit.runtime.sequence.silent`); one model call for all of them."""
+        md = self.model.metadata
+        if self.sequence is None or md.not_a_digit is None or not len(rows):
+            return rows
+        doubted = [i for i, (s, p) in enumerate(zip(segments, rows, strict=True)) if s.crop is not None
+                   and self.is_digit(p)[1] and float(p[md.digit_indices].max()) < sequence.VETO_SURE]
+        strips = [(i, line_input(segments[i].crop)) for i in doubted]
+        strips = [(i, st) for i, st in strips if st is not None]
+        if not strips:
+            return rows
+        reads = self.sequence.read(np.stack([st.pixels for _, st in strips]))
+        rows = rows.copy()
+        for (i, _), read in zip(strips, reads, strict=True):
+            if silent(read):
+                rows[i, md.not_a_digit] = 1.0
+        return rows
+
     def _whole_row(self, piece: Piece) -> np.ndarray:
         """A piece read whole as a row of the digit model's outputs: its digits' probabilities at its step,
         and no "not a digit" share (the reading as a whole stood)."""
@@ -215,6 +235,7 @@ class DigitClassifier:
                         for pieces in self._read_whole(segs)]
         final, rows, trace = split_touching(segments, probs, self._predict, self._digit_probs, rejected,
                                             read_whole=read_whole)
+        rows = self._veto(final, rows)
         return Candidates(segments=segments, trace=trace, final=final, rows=rows,
                           reading=self._reading(name, final, rows, pages=pages))
 

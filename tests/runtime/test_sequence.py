@@ -18,6 +18,7 @@ from digitkit.runtime.sequence import (
     decode,
     frame_columns,
     line_input,
+    silent,
     whole_pieces,
 )
 
@@ -45,6 +46,15 @@ def test_decode_of_all_blanks_is_no_digit() -> None:
 def test_decode_sure_is_low_when_steps_are_torn() -> None:
     z = _logits([BLANK, 4, BLANK, 2], sure=0.3)  # nearly flat: every step torn between the classes
     assert decode(z).sure < 0.3
+
+
+def test_silent_is_no_digit_and_not_even_a_trace_of_one() -> None:
+    assert silent(decode(_logits([])))  # every step blank at 8 logits over the rest: digits ~3e-4 each
+    assert not silent(decode(_logits([BLANK, 4])))  # a digit read
+    z = _logits([])
+    z[5, 4] = 6.0  # a trace of a 4 at one step (about 0.1), still below the blank
+    assert decode(z).labels == () and not silent(decode(z))
+    assert silent(decode(z), hint=0.5)
 
 
 def _blob(widths: list[int], height: int = 60, gap: int = 0) -> np.ndarray:
@@ -247,3 +257,39 @@ def test_explain_draws_a_blob_read_whole_with_its_digits() -> None:
     assert panel.ndim == 3 and panel.shape[1] == _WIDTH
     # The pieces' boxes are drawn in orange (BGR 255, 128, 0) over the blob.
     assert ((panel[..., 0] == 255) & (panel[..., 1] == 128) & (panel[..., 2] == 0)).sum() > 100
+
+
+class _Reads:
+    """A stand-in sequence model: every strip read as nothing (``answer`` None) or as one 4."""
+
+    def __init__(self, answer: int | None) -> None:
+        self.answer, self.strips = answer, 0
+
+    def read(self, strips: np.ndarray):
+        self.strips += len(strips)
+        return [decode(_logits([] if self.answer is None else [BLANK, self.answer])) for _ in strips]
+
+
+@needs_model
+@pytest.mark.parametrize(("top", "whole", "seq_answer", "asked", "vetoed"), [
+    (0.6, True, None, 1, True),  # a doubtful digit the sequence model reads as nothing: not a digit
+    (0.6, True, 4, 1, False),  # ... read as a digit there too: stands
+    (0.95, True, None, 0, False),  # a sure digit is not asked
+    (0.6, False, None, 0, False),  # a piece of a blob (no crop of its own) is not asked
+])
+def test_the_sequence_model_vetoes_a_doubtful_blob_it_reads_as_no_digit(
+        top: float, whole: bool, seq_answer: int | None, asked: int, vetoed: bool) -> None:
+    from digitkit.runtime.classifier import DigitClassifier
+    from digitkit.runtime.segment import Segment
+
+    clf = DigitClassifier()
+    clf.sequence = _Reads(seq_answer)
+    crop = _blob([40])
+    seg = Segment(box=(0, 0, crop.shape[1], crop.shape[0]), tile=np.zeros((28, 28), np.uint8),
+                  crop=crop if whole else None)
+    row = np.zeros((1, 11), np.float32)
+    row[0, 4], row[0, 10] = top, 0.02
+    out = clf._veto([seg], row)
+    assert clf.sequence.strips == asked
+    assert clf.is_digit(out[0])[1] is (not vetoed)
+    assert np.array_equal(out[0, :10], row[0, :10])  # the digits' probabilities are kept (--explain shows them)
