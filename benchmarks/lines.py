@@ -94,16 +94,16 @@ def line_set(x: np.ndarray, y: np.ndarray, n: int, seed: int, max_overlap: float
 
 
 def measure(model: str | None, data_dir: str, split: str, n: int, show_errors: int = 0,
-            max_overlap: float = 0.15) -> dict[str, object]:
+            max_overlap: float = 0.15, cut_only: bool = False) -> dict[str, object]:
     from digitkit.runtime.classifier import DigitClassifier
 
     x, y = mnist_split(data_dir, split)
-    clf = DigitClassifier(model_path=model, threads=1)
+    clf = DigitClassifier(model_path=model, threads=1, read_whole=not cut_only)
     t = read_all(clf, line_set(x, y, n, 0 if split == "train" else 1, max_overlap), show_errors,
                  "/tmp/digitkit_line_errors", "line", ".png")
     return {"split": split, "lines": n, "max_overlap": max_overlap, "exact": t.exact / n,
             "digit_accuracy": 1 - t.dist / t.total,
-            "seconds_per_line": t.seconds / n, "model": model or "shipped"}
+            "seconds_per_line": t.seconds / n, "model": model or "shipped", "cut_only": cut_only}
 
 
 def main() -> None:
@@ -115,9 +115,10 @@ def main() -> None:
     ap.add_argument("--show-errors", type=int, default=0)
     ap.add_argument("--max-overlap", type=float, default=0.15,
                     help="how far past touching a digit is pushed into the last, as a fraction of the height")
+    ap.add_argument("--cut-only", action="store_true", help="without the sequence model (classify --cut-only)")
     ap.add_argument("--out")
     a = ap.parse_args()
-    emit(measure(a.model, a.data_dir, a.split, a.n, a.show_errors, a.max_overlap), a.out)
+    emit(measure(a.model, a.data_dir, a.split, a.n, a.show_errors, a.max_overlap, a.cut_only), a.out)
 
 
 if __name__ == "__main__":

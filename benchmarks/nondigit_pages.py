@@ -129,10 +129,10 @@ def make_page(family: str, rng: np.random.Generator) -> np.ndarray:
     return camera(sheet, rng)
 
 
-def run(model: str | None, n: int, seed: int, save: str | None = None) -> dict[str, object]:
+def run(model: str | None, n: int, seed: int, save: str | None = None, cut_only: bool = False) -> dict[str, object]:
     from digitkit.runtime.classifier import DigitClassifier
 
-    clf = DigitClassifier(model_path=model, threads=1) if model else DigitClassifier(threads=1)
+    clf = DigitClassifier(model_path=model, threads=1, read_whole=not cut_only)
     rng = np.random.default_rng(seed)
     per: dict[str, dict[str, int]] = {f: {"pages": 0, "pages_with_digits": 0, "phantom_digits": 0} for f in FAMILIES}
     for i in range(n):
@@ -163,8 +163,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--out", help="write the result as JSON here")
     ap.add_argument("--save", help="write every page that reported a digit into this folder, to look at")
+    ap.add_argument("--cut-only", action="store_true", help="without the sequence model (classify --cut-only)")
     a = ap.parse_args()
-    res = run(a.model, a.n, a.seed, a.save)
+    res = run(a.model, a.n, a.seed, a.save, a.cut_only)
     for fam, p in res["by_family"].items():  # type: ignore[union-attr]
         tag = " (held out)" if fam == HELD_OUT else ""
         print(f"{fam:8s}{tag:11s} pages with a digit {p['pages_with_digits']:3d}/{p['pages']:3d}   "
