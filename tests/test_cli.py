@@ -50,7 +50,7 @@ def test_train_unknown_arch_exits_2_with_one_line(tmp_path: Path, synth_data_dir
                                  "--data-dir", str(synth_data_dir)])
     assert result.exit_code == 2
     assert result.stderr.strip() == ("error: unknown architecture 'nope'; "
-                                     "choose one of: seed, seed-bn, vgg, strided, strided-pair, tiny")
+                                     "choose one of: seed, seed-bn, vgg, strided, strided-pair, seed-strided, tiny")
     assert result.stdout == ""  # refused before any progress bar is drawn
 
 

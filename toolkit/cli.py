@@ -111,6 +111,38 @@ def train(
 
 
 @command()
+def combine(
+    models: Annotated[list[Path], typer.Argument(metavar="MODEL...", help="Trained .keras networks, in the "
+                                                 "order the ensemble takes them (see --arch).")],
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Where to save the ensemble (.keras); "
+                                      "FILE.json (its record) goes beside it.")] = Path("models/ensemble.keras"),
+    arch: Annotated[str, typer.Option("--arch", metavar="NAME", help="The ensemble: seed-strided (a seed-bn and "
+                                      "a strided network) or strided-pair (two strided).")] = "seed-strided",
+    data_dir: DataDir = None,
+) -> None:
+    """Average trained networks in one graph (an ensemble model for `digitkit convert`), and measure it.
+
+    Exit codes: 0 written · 2 bad option, model, record or data.
+    """
+    from digitkit.toolkit.combine import combine as run_combine
+
+    result = run_combine([str(m) for m in models], out, arch=arch, data_dir=data_dir)
+    table = Table(title=f"combined {result.arch}")
+    table.add_column("", overflow="fold")
+    table.add_column("value", justify="right", overflow="fold")
+    for key, value in [
+        ("model", result.model_path), ("record", result.sidecar_path),
+        ("parameters", f"{result.params:,}"), ("MACs", f"{result.macs:,}"),
+        ("validation accuracy, members", " / ".join(f"{a:.2%}" for a in result.member_val_accuracy)),
+        ("validation accuracy, ensemble", f"{result.val_accuracy:.2%}"),
+        ("test accuracy, members", " / ".join(f"{a:.2%}" for a in result.member_test_accuracy)),
+        ("test accuracy, ensemble", f"{result.test_accuracy:.2%}"),
+    ]:
+        table.add_row(key, value)
+    console.print(table)
+
+
+@command()
 def evaluate(
     model: Annotated[Path, typer.Argument(metavar="MODEL", help="A .keras or .tflite model.")],
     data_dir: DataDir = None,

@@ -7,10 +7,10 @@ MNIST training digits and of non-digit marks labelled with no digits (toolkit/li
     collapsed) -> 2 x conv 1x5x96 -> ``context`` residual blocks along the strip (conv 1x5x96 dilated 1, 2,
     4, ...) -> conv 1x1x11: logits for the digits and the blank at 64 steps across the strip.
 
-Without the context blocks (``context=0``, the first shipped network, about 20 M multiply-accumulates) each
+Without the context blocks (``context=0``, the first shipped network, 27 M multiply-accumulates) each
 step sees about 32 columns: a digit is about 14 wide, so a step sees one digit and its neighbours' edges, and
 a long tail or a deep overlap misleads it. Each block adds 3 M multiply-accumulates and lets a step see 8 x its
-dilation more columns (three blocks: 144 columns, the whole strip). A block starts as the identity (its batch
+dilation more columns (three blocks: 88 columns, five or six digits). A block starts as the identity (its batch
 norm's scale is 0), so ``init`` can start from a trained network with fewer blocks and only learn what the
 wider view adds. The strips are made once per run (the same for a seed), then
 every epoch reads them in a new order; the learning rate follows a cosine from ``learning_rate`` to 0.

@@ -37,6 +37,7 @@ VERBS: dict[str, str] = {
     "pipeline": "digitkit.toolkit.cli",
     "models": "digitkit.toolkit.cli",
     "train-lines": "digitkit.toolkit.cli",
+    "combine": "digitkit.toolkit.cli",
     "classify": "digitkit.runtime.cli",
     "camera": "digitkit.runtime.cli",
 }
