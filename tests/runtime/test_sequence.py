@@ -184,21 +184,22 @@ def test_reading_whole_can_be_turned_off() -> None:
 
 
 
-def _split_with(answer, sure_digit: bool = False):
+def _split_with(answer, sure_digit: float | None = None):
     """split_touching on one wide blob whose whole reading is ``answer`` (None / [] / pieces); returns
     (segments out, how many stretch tiles the cutter sent to the model). With ``sure_digit`` the one-digit model
-    reads the blob surely as one digit instead of rejecting it."""
+    reads the blob as an 8 at that probability instead of rejecting it; the whole reading's digits are read at
+    0.9."""
     from digitkit.runtime.segment import Segment
     from digitkit.runtime.sequence import Piece
     from digitkit.runtime.split import split_touching
 
-    crop = _blob([40, 40] if sure_digit else [30, 30], height=60)  # 100 x 80 / 80 x 80 pixels
+    crop = _blob([40, 40] if sure_digit is not None else [30, 30], height=60)  # 100 x 80 / 80 x 80 pixels
     seg = Segment(box=(100, 50, crop.shape[1], crop.shape[0]), tile=np.zeros((28, 28), np.uint8), crop=crop,
                   origin=(90, 40))
     row = np.zeros((1, 11), np.float32)
     row[0, 10] = 0.9  # the one-digit model rejects the blob: it is tried
-    if sure_digit:
-        row[0] = np.eye(11, dtype=np.float32)[8] * 0.9
+    if sure_digit is not None:
+        row[0] = np.eye(11, dtype=np.float32)[8] * sure_digit
     calls = []
 
     def predict(tiles: np.ndarray) -> np.ndarray:
@@ -240,10 +241,13 @@ def test_a_blob_whose_whole_reading_does_not_stand_is_cut() -> None:
 def test_a_blob_read_surely_as_one_digit_is_still_read_whole_but_never_cut() -> None:
     # A 1 touching its neighbour makes a blob the one-digit model may take for one wide digit: the sequence
     # model is asked about it too, and when its reading does not stand the blob stays that one digit.
-    segs, rows, trace, cut_tiles = _split_with([7, 1], sure_digit=True)
+    segs, rows, trace, cut_tiles = _split_with([7, 1], sure_digit=0.6)
     assert cut_tiles == 0 and [int(r.argmax()) for r in rows] == [7, 1]
-    segs, rows, trace, cut_tiles = _split_with(None, sure_digit=True)
+    segs, rows, trace, cut_tiles = _split_with(None, sure_digit=0.6)
     assert cut_tiles == 0 and len(segs) == 1 and int(rows[0].argmax()) == 8 and trace == [(None, [])]
+    # A wide 0 read as one digit at 0.95 is not overridden by a whole reading "00" at 0.9 a digit.
+    segs, rows, trace, cut_tiles = _split_with([0, 0], sure_digit=0.95)
+    assert cut_tiles == 0 and len(segs) == 1 and int(rows[0].argmax()) == 8
 
 
 def test_explain_draws_a_blob_read_whole_with_its_digits() -> None:
