@@ -51,7 +51,7 @@ SHIPPED     := runtime/models/digitkit_seed_int8.tflite
 MODEL_FLOAT ?= runs/model/float.keras
 .PHONY: model
 $(MODEL_FLOAT):
-	$(VENV)/bin/digitkit train --data-dir $(DATA) --out $(MODEL_FLOAT) --arch seed --seed 0
+	$(VENV)/bin/digitkit train --data-dir $(DATA) --out $(MODEL_FLOAT) --seed 0
 model: $(VENV)/.installed $(MODEL_FLOAT)
 	$(VENV)/bin/digitkit convert $(MODEL_FLOAT) --out $(SHIPPED) --data-dir $(DATA)
 	@echo "now put the new sha256 in digitkit.runtime.modelcheck.TRUSTED_SHA256: $$(sha256sum $(SHIPPED) | cut -c1-64)"
