@@ -40,6 +40,16 @@ def _line(text: str) -> None:
     console.print(text, highlight=False, soft_wrap=True)
 
 
+def _summary(title: str, rows: list[tuple[str, str]]) -> None:
+    """A run's closing two-column table (what was made, and its figures)."""
+    table = Table(title=title)
+    table.add_column("", overflow="fold")
+    table.add_column("value", justify="right", overflow="fold")
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+
+
 DataDir = Annotated[
     str | None,
     typer.Option("--data-dir", metavar="DIR", help="MNIST-format folder (IDX files) or mnist.npz. Default: "
@@ -95,19 +105,14 @@ def train(
     else:
         result = run_train(config, on_epoch=lambda epoch, total, logs: _line(
             f"training {arch}: epoch {epoch}/{total} {metrics(logs)}"))
-    table = Table(title=f"trained {result.arch}")
-    table.add_column("", overflow="fold")
-    table.add_column("value", justify="right", overflow="fold")
-    for key, value in [
+    _summary(f"trained {result.arch}", [
         ("model", result.model_path), ("training record", result.sidecar_path),
         ("parameters", f"{result.params:,}"), ("MACs", f"{result.macs:,}"),
         ("train / val / test images", f"{result.train_size} / {result.val_size} / {result.test_size}"),
         ("epochs", str(result.epochs)), ("seed", str(result.seed)),
         ("validation accuracy", f"{result.val_accuracy:.2%}"), ("test accuracy", f"{result.test_accuracy:.2%}"),
         ("training time", f"{result.train_seconds:.0f} s"),
-    ]:
-        table.add_row(key, value)
-    console.print(table)
+    ])
 
 
 @command()
@@ -127,19 +132,14 @@ def combine(
     from digitkit.toolkit.combine import combine as run_combine
 
     result = run_combine([str(m) for m in models], out, arch=arch, data_dir=data_dir)
-    table = Table(title=f"combined {result.arch}")
-    table.add_column("", overflow="fold")
-    table.add_column("value", justify="right", overflow="fold")
-    for key, value in [
+    _summary(f"combined {result.arch}", [
         ("model", result.model_path), ("record", result.sidecar_path),
         ("parameters", f"{result.params:,}"), ("MACs", f"{result.macs:,}"),
         ("validation accuracy, members", " / ".join(f"{a:.2%}" for a in result.member_val_accuracy)),
         ("validation accuracy, ensemble", f"{result.val_accuracy:.2%}"),
         ("test accuracy, members", " / ".join(f"{a:.2%}" for a in result.member_test_accuracy)),
         ("test accuracy, ensemble", f"{result.test_accuracy:.2%}"),
-    ]:
-        table.add_row(key, value)
-    console.print(table)
+    ])
 
 
 @command()
@@ -372,15 +372,10 @@ def train_lines_command(
         f"training lines: epoch {epoch}/{epochs} loss {logs['loss']:.3f} validation lines read "
         f"{logs['val_lines']:.2%}, digits {logs['val_digits']:.2%}, non-digit strips silent {logs['val_silent']:.2%}"))
     exported = export_lines(out, tflite, data_dir, seed=seed)
-    table = Table(title="trained the sequence model")
-    table.add_column("", overflow="fold")
-    table.add_column("value", justify="right", overflow="fold")
-    for key, value in [
+    _summary("trained the sequence model", [
         ("float model", result.model_path), ("int8 model", exported.out), ("int8 bytes", f"{exported.bytes:,}"),
         ("validation lines read, float / int8", f"{exported.float_lines:.2%} / {exported.int8_lines:.2%}"),
         ("validation digits read, int8", f"{exported.int8_digits:.2%}"),
         ("non-digit strips read as nothing, int8", f"{exported.int8_silence:.2%}"),
         ("training time", f"{result.seconds:.0f} s"),
-    ]:
-        table.add_row(key, value)
-    console.print(table)
+    ])
