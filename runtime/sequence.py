@@ -172,10 +172,11 @@ UNCUT_SURE = None
 # too; if no step of the strip gives any digit VETO_HINT or more, it is no digit. The two models see a blob
 # differently (a 28 x 28 tile against a strip scaled to its height, with the neighbours' context), so a letter,
 # symbol or doodle that fools one rarely fools both: on the non-digit pages of seeds 5 and 7 (not the measured
-# 11), letters + symbols + doodles pages with a digit went from 9 and 17 of 180 to 2 and 6, words from 4 and 14 of
-# 60 to 1 and 5, while the development photos, the camera-like scenes and the touching lines read the same. Real
-# digits the one-digit model doubts still leave a trace in the strip (0.05-0.5 on the few seen), non-digit blobs
-# almost never (0.004 at the 90th percentile).
+# 11), letters + symbols + doodles pages with a digit went from 9 and 17 of 180 to 1 and 7 with the shipped
+# sequence model, words from 4 and 14 of 60 to 2 and 7, while the development photos and the touching lines read
+# the same and the camera-like scenes lose 1 in 1 000 (a real digit vetoed). Real digits the one-digit model
+# doubts still leave a trace in the strip (0.05-0.5 on the few seen), non-digit blobs almost never (0.004 at the
+# 90th percentile). 0.8 or a hint of 0.02 kept that scene vetoed and let more pages through.
 VETO_SURE = 0.9
 VETO_HINT = 0.05
 
