@@ -38,7 +38,7 @@ from digitkit.runtime.reading import (  # noqa: F401 - DEFAULT_MIN_CONFIDENCE, D
 from digitkit.runtime.resize import shrink
 from digitkit.runtime.rules import remove_rules
 from digitkit.runtime.segment import Segment, find_digits
-from digitkit.runtime.sequence import Piece, SequenceModel, line_input, silent, whole_pieces
+from digitkit.runtime.sequence import Piece, SequenceModel, SequenceRead, line_input, silent, whole_pieces
 from digitkit.runtime.split import split_touching
 
 _REPORT = "please report it with the file if it is a genuine picture"
@@ -158,9 +158,11 @@ class DigitClassifier:
         threshold = md.reject_threshold if md.reject_threshold is not None else 0.5
         return best, float(p[md.not_a_digit]) < threshold
 
-    def _read_whole(self, segments: list[Segment]) -> list[list[Piece] | None]:
+    def _read_whole(self, segments: list[Segment], seen: dict[int, SequenceRead] | None = None
+                    ) -> list[list[Piece] | None]:
         """Blobs -> the digits the sequence model reads in each (see :func:`whole_pieces`: None where its
-        reading does not stand); one model call for all of them."""
+        reading does not stand); one model call for all of them. Each reading also goes into ``seen`` (by the
+        segment's id), so :meth:`_veto` does not read a blob left whole a second time."""
         strips = [line_input(s.crop) for s in segments]
         have = [i for i, st in enumerate(strips) if st is not None]
         out: list[list[Piece] | None] = [None for _ in segments]
@@ -169,6 +171,8 @@ class DigitClassifier:
         reads = self.sequence.read(np.stack([strips[i].pixels for i in have]))
         for i, read in zip(have, reads, strict=True):
             out[i] = whole_pieces(segments[i].crop, strips[i], read)
+            if seen is not None:
+                seen[id(segments[i])] = read
         check = sequence.PIECE_NAD
         several = [i for i in have if out[i]]
         if check is not None and several and self.model.metadata.not_a_digit is not None:
@@ -184,22 +188,28 @@ class DigitClassifier:
                 at += n
         return out
 
-    def _veto(self, segments: list[Segment], rows: np.ndarray) -> np.ndarray:
+    def _veto(self, segments: list[Segment], rows: np.ndarray, seen: dict[int, SequenceRead] | None = None
+              ) -> np.ndarray:
         """The rows with "not a digit" set for each whole blob (not a piece of one) that the one-digit model
         reads as a digit less surely than ``sequence.VETO_SURE`` and the sequence model reads as no digit at all
-        (:func:`digitkit.runtime.sequence.silent`); one model call for all of them."""
+        (:func:`digitkit.runtime.sequence.silent`); one model call for all of them that ``seen`` (readings
+        :meth:`_read_whole` already made, by segment id) does not hold."""
         md = self.model.metadata
         if self.sequence is None or md.not_a_digit is None or not len(rows):
             return rows
         doubted = [i for i, (s, p) in enumerate(zip(segments, rows, strict=True)) if s.crop is not None
                    and self.is_digit(p)[1] and float(p[md.digit_indices].max()) < sequence.VETO_SURE]
-        strips = [(i, line_input(segments[i].crop)) for i in doubted]
+        seen = seen or {}
+        known = {i: seen[id(segments[i])] for i in doubted if id(segments[i]) in seen}
+        strips = [(i, line_input(segments[i].crop)) for i in doubted if i not in known]
         strips = [(i, st) for i, st in strips if st is not None]
-        if not strips:
+        if strips:
+            known.update(zip([i for i, _ in strips], self.sequence.read(np.stack([st.pixels for _, st in strips])),
+                             strict=True))
+        if not known:
             return rows
-        reads = self.sequence.read(np.stack([st.pixels for _, st in strips]))
         rows = rows.copy()
-        for (i, _), read in zip(strips, reads, strict=True):
+        for i, read in known.items():
             if silent(read):
                 rows[i, md.not_a_digit] = 1.0
         return rows
@@ -229,13 +239,14 @@ class DigitClassifier:
                 keep = [i for i, t in enumerate(text) if not t]
                 segments, probs = [segments[i] for i in keep], probs[keep]
         read_whole = None
+        seen: dict[int, SequenceRead] = {}  # the sequence model's readings of this picture's blobs, by segment id
         if self.sequence is not None:
             def read_whole(segs: list[Segment]) -> list[list[Any] | None]:
                 return [None if pieces is None else [dataclasses.replace(p, row=self._whole_row(p)) for p in pieces]
-                        for pieces in self._read_whole(segs)]
+                        for pieces in self._read_whole(segs, seen)]
         final, rows, trace = split_touching(segments, probs, self._predict, self._digit_probs, rejected,
                                             read_whole=read_whole)
-        rows = self._veto(final, rows)
+        rows = self._veto(final, rows, seen)
         return Candidates(segments=segments, trace=trace, final=final, rows=rows,
                           reading=self._reading(name, final, rows, pages=pages))
 
