@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from digitkit.converters.report import training_record
 from digitkit.runtime.fileio import atomic_path, atomic_write_json
 from digitkit.toolkit.data import load_mnist, split_validation
 from digitkit.toolkit.errors import ToolkitError
@@ -55,18 +56,12 @@ class CombineResult:
 
 
 def _record(path: Path) -> dict[str, Any]:
-    import json
-
-    side = sidecar_for(path)
-    try:
-        record = json.loads(side.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ToolkitError(f"{path}: no training record {side.name} beside it; combine networks trained by "
-                           "`digitkit train`") from None
-    except (OSError, ValueError) as exc:
-        raise ToolkitError(f"{side}: unreadable training record ({exc})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-        raise ToolkitError(f"{side}: not a `digitkit train` record (no config)")
+    record = training_record(path)
+    if record is None:
+        raise ToolkitError(f"{path}: no training record {sidecar_for(path).name} beside it (or not readable); "
+                           "combine networks trained by `digitkit train`")
+    if not isinstance(record.get("config"), dict):
+        raise ToolkitError(f"{sidecar_for(path)}: not a `digitkit train` record (no config)")
     return record
 
 
