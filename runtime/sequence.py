@@ -80,7 +80,6 @@ class SequenceRead:
     frames: tuple[int, ...]  # the output step each was emitted at (its most probable step of its run)
     confidences: tuple[float, ...]  # each digit's probability at that step
     probs: np.ndarray  # float (FRAMES, 11): the softmax over digits and blank, every step
-    sure: float  # the probability of the best path's labels at each step, as a geometric mean over all steps
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -104,8 +103,7 @@ def decode(logits: np.ndarray) -> SequenceRead:
         elif c != BLANK and c == prev and p[t, c] > confs[-1]:  # the run's surest step stands for it
             frames[-1], confs[-1] = t, float(p[t, c])
         prev = c
-    sure = float(np.exp(np.log(np.clip(p.max(1), 1e-9, 1.0)).mean()))
-    return SequenceRead(tuple(labels), tuple(frames), tuple(confs), p.astype(np.float32), sure)
+    return SequenceRead(tuple(labels), tuple(frames), tuple(confs), p.astype(np.float32))
 
 
 def frame_columns(frames: tuple[int, ...], strip: Strip, width: int) -> list[tuple[int, int]]:
@@ -163,9 +161,6 @@ WIDE_ASPECT = 1.6
 NARROW_SURE = 0.7
 PIECE_HEIGHT = 0.3
 PIECE_NAD = 0.99
-# With UNCUT_SURE, a blob the sequence model reads as at most one digit, with every step's best class at a
-# geometric mean of at least this, is not cut at all (the one-digit model judges it whole); None: it is cut.
-UNCUT_SURE = None
 
 
 # A lone blob the one-digit model reads as a digit, but less surely than VETO_SURE, is read by the sequence model
@@ -200,15 +195,11 @@ class Piece:
 
 
 def whole_pieces(crop: np.ndarray, strip: Strip, read: SequenceRead, piece_sure: float = PIECE_SURE,
-                 narrow_sure: float = NARROW_SURE, piece_height: float = PIECE_HEIGHT,
-                 uncut_sure: float | None = UNCUT_SURE) -> list[Piece] | None:
+                 narrow_sure: float = NARROW_SURE, piece_height: float = PIECE_HEIGHT) -> list[Piece] | None:
     """The digits of a blob read whole, each with its share of the blob's columns; None if the reading does
-    not stand (fewer than two digits, or not sure enough: see PIECE_SURE): then the blob is cut.
-
-    With ``uncut_sure``: [] (leave the blob whole, for the one-digit model to judge) when the reading is sure
-    at that level that the blob holds no digit or a single one."""
+    not stand (fewer than two digits, or not sure enough: see PIECE_SURE): then the blob is cut."""
     if len(read.labels) < 2:
-        return [] if uncut_sure is not None and read.sure >= uncut_sure else None
+        return None
     ys, xs = np.nonzero(crop > 0)
     aspect = (np.ptp(xs) + 1) / (np.ptp(ys) + 1) if len(xs) else 0.0
     if min(read.confidences) < (piece_sure if aspect >= WIDE_ASPECT else max(piece_sure, narrow_sure)):

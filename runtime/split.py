@@ -167,8 +167,8 @@ def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, reje
             model has no such answer). A rejected blob at least half as wide as tall is tried too: two
             digits overlapping so much that their blob is narrow are still not one digit.
         read_whole: blob segments -> for each, its digits read whole by the sequence model (a list of
-            :class:`digitkit.runtime.sequence.Piece`; [] when it surely holds at most one digit, None when the
-            reading does not stand), or None (no sequence model): a blob read whole is not cut.
+            :class:`digitkit.runtime.sequence.Piece`; [] to leave it whole and uncut, None when the reading
+            does not stand), or None (no sequence model): a blob read whole is not cut.
 
     Returns:
         The new segments, their probability rows, and for each input segment its plan (or None) and the
