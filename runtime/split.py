@@ -116,9 +116,13 @@ ASK_SURE = True
 # a blob no wider than one digit, which the one-digit model reads as that neighbour, doubtfully (0.35-0.77 on
 # the training lines where it happened, against 0.74-0.98 for the single digits beside them). On 300 lines of
 # MNIST training digits 83.0 -> 84.0 % exact (0.5 / 0.9 read the same); the non-digit pages of seeds 5 and 7,
-# the development photos and the camera-like scenes unchanged. None: not asked.
+# the development photos and the camera-like scenes unchanged. None: not asked. A blob no wider than one digit
+# is most often one digit, so its whole reading stands only with every digit read at ASK_NARROW_SURE or more
+# (those that were right on the training lines: 0.98-1.0; an open-bottomed 0 of the camera benchmark read
+# "10" at 0.71 / 0.9 stays one digit).
 ASK_NARROW = 0.6
 ASK_DOUBT = 0.8
+ASK_NARROW_SURE = 0.9
 SPLIT_REJECTED = True  # also try blobs the model calls "not a digit" (when it has that answer)
 PIECE_SURE = 0.8  # with that answer, every piece of an accepted split is read at least this surely (0.7 / 0.5
 # below let twice as many doodle pages through with the slanted cuts: nondigit_pages.py --seed 5)
@@ -193,20 +197,21 @@ def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, reje
         # A blob not much wider than a digit that the model reads with confidence is left alone: it is
         # usually one wide digit, and trying dozens of stretches for every such blob costs the camera its speed.
         sure, wide = (SURE, SURE_ASPECT) if rejected is None else (SURE_ND, SURE_ASPECT_ND)
-        ask = False  # read whole by the sequence model, but not cut when that reading does not stand
-        if doubtful and not is_rejected and w <= wide * h and float(digit_probs(row[None])[0].max()) >= sure:
-            doubtful, ask = False, ASK_SURE
-        elif (ASK_NARROW is not None and not doubtful and not is_rejected and ASK_NARROW * h < w
-              and float(digit_probs(row[None])[0].max()) < ASK_DOUBT):
-            ask = True  # narrower than a split, but doubted: maybe a 1 inside its neighbour
-        plans.append(True if doubtful and seg.crop is not None else ("ask" if ask and seg.crop is not None
-                                                                        else None))
+        # ask: read whole by the sequence model, but not cut when that reading does not stand; it stands only if
+        # each of its digits is read more surely than this
+        ask: float | None = None
+        top = float(digit_probs(row[None])[0].max())
+        if doubtful and not is_rejected and w <= wide * h and top >= sure:
+            doubtful, ask = False, (top if ASK_SURE else None)
+        elif ASK_NARROW is not None and not doubtful and not is_rejected and ASK_NARROW * h < w and top < ASK_DOUBT:
+            ask = max(top, ASK_NARROW_SURE)  # narrower than a split, but doubted: maybe a 1 inside its neighbour
+        plans.append(True if doubtful and seg.crop is not None else (ask if seg.crop is not None else None))
     whole: dict[int, list] = {}
     if read_whole is not None:
         asked = [i for i, p in enumerate(plans) if p is not None]
         for i, pieces in zip(asked, read_whole([segments[i] for i in asked]), strict=True):
-            if pieces is not None and plans[i] == "ask" and len(pieces) > 1 and min(
-                    p.confidence for p in pieces) <= float(digit_probs(probs[i][None])[0].max()):
+            if pieces is not None and plans[i] is not True and len(pieces) > 1 and min(
+                    p.confidence for p in pieces) <= plans[i]:
                 pieces = None  # one digit, read at least as surely as the whole reading's least sure: it stays one
             if pieces is not None:  # read whole (or surely no several digits: not cut)
                 plans[i] = None

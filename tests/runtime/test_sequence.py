@@ -245,19 +245,20 @@ def test_a_blob_read_surely_as_one_digit_is_still_read_whole_but_never_cut() -> 
     assert cut_tiles == 0 and len(segs) == 1 and int(rows[0].argmax()) == 8
 
 
-@pytest.mark.parametrize(("digit_p", "answer", "asked", "read"), [
-    (0.6, [7, 1], True, [7, 1]),  # doubted: a 1 inside its neighbour is read as two digits
-    (0.6, None, True, [8]),  # doubted, but the whole reading does not stand: one digit, not cut
-    (0.95, [7, 1], False, [8]),  # read surely: one digit, the sequence model is not asked
+@pytest.mark.parametrize(("digit_p", "answer", "piece_p", "asked", "read"), [
+    (0.6, [7, 1], 0.95, True, [7, 1]),  # doubted: a 1 inside its neighbour is read as two digits
+    (0.6, [1, 0], 0.85, True, [8]),  # ... but only if each is read surely: an open 0 read "10" stays one digit
+    (0.6, None, 0.95, True, [8]),  # doubted, but the whole reading does not stand: one digit, not cut
+    (0.95, [7, 1], 0.95, False, [8]),  # read surely: one digit, the sequence model is not asked
 ])
-def test_a_narrow_blob_read_doubtfully_is_asked_but_never_cut(digit_p, answer, asked, read) -> None:
+def test_a_narrow_blob_read_doubtfully_is_asked_but_never_cut(digit_p, answer, piece_p, asked, read) -> None:
     from digitkit.runtime.segment import Segment
     from digitkit.runtime.sequence import Piece
-    from digitkit.runtime.split import ASK_DOUBT, ASK_NARROW, SPLIT_ASPECT, split_touching
+    from digitkit.runtime.split import ASK_DOUBT, ASK_NARROW, ASK_NARROW_SURE, SPLIT_ASPECT, split_touching
 
     crop = _blob([25, 25], height=60)  # 70 x 80 pixels: narrower than tall
     assert ASK_NARROW * crop.shape[0] < crop.shape[1] <= SPLIT_ASPECT * crop.shape[0]
-    assert digit_p < ASK_DOUBT or not asked
+    assert (digit_p < ASK_DOUBT or not asked) and (piece_p > ASK_NARROW_SURE or read == [8])
     seg = Segment(box=(0, 0, crop.shape[1], crop.shape[0]), tile=np.zeros((28, 28), np.uint8), crop=crop)
     row = np.eye(11, dtype=np.float32)[8:9] * digit_p
     calls, cut = [], []
@@ -265,7 +266,7 @@ def test_a_narrow_blob_read_doubtfully_is_asked_but_never_cut(digit_p, answer, a
     def read_whole(segs):
         calls.extend(segs)
         return [None if answer is None else [
-            Piece((10 + 25 * k, 10, 25, 60), np.zeros((28, 28), np.uint8), lab, 0.9, np.eye(10)[lab],
+            Piece((10 + 25 * k, 10, 25, 60), np.zeros((28, 28), np.uint8), lab, piece_p, np.eye(10)[lab],
                   row=np.eye(11, dtype=np.float32)[lab]) for k, lab in enumerate(answer)] for _ in segs]
 
     segs, rows, trace = split_touching([seg], row, lambda t: cut.append(len(t)) or np.zeros((len(t), 11)),
