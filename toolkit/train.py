@@ -235,7 +235,9 @@ def train(config: TrainConfig | None = None, on_epoch: EpochCallback | None = No
         val_ds = val_ds.map(lambda a, b: (a, (b,) * members)) if val_ds is not None else None
 
     start = time.perf_counter()
-    model.fit(train_ds, epochs=config.epochs, validation_data=val_ds, verbose=0, callbacks=callbacks)
+    # The dataset shuffles itself (_dataset); Keras ignores fit's own shuffle for a tf.data.Dataset and warns if
+    # it is left at its default True.
+    model.fit(train_ds, epochs=config.epochs, validation_data=val_ds, verbose=0, callbacks=callbacks, shuffle=False)
     seconds = time.perf_counter() - start
 
     # The saved graph is the architecture rebuilt without dropout, carrying the trained weights.

@@ -85,6 +85,18 @@ def test_training_is_deterministic_for_a_seed(tmp_path: Path, synth_data_dir: Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.keras", "a.keras.json", "b.keras", "b.keras.json"]
 
 
+def test_training_itself_raises_no_keras_warning(tmp_path: Path, synth_data_dir: Path) -> None:
+    # The CLI silences library warnings (digitkit.logs), but training should not cause the ones it can avoid:
+    # fit's default shuffle=True on a tf.data.Dataset made Keras warn on every run.
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        train(TrainConfig(out=str(tmp_path / "m.keras"), arch="tiny", epochs=1, batch_size=64,
+                          data_dir=str(synth_data_dir)))
+    assert not [w for w in seen if "shuffle" in str(w.message)]
+
+
 def test_an_ensemble_trains_its_members_separately_and_saves_their_average(tmp_path: Path,
                                                                            synth_data_dir: Path) -> None:
     import keras
