@@ -205,6 +205,7 @@ def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, reje
             doubtful, ask = False, (top if ASK_SURE else None)
         elif ASK_NARROW is not None and not doubtful and not is_rejected and ASK_NARROW * h < w and top < ASK_DOUBT:
             ask = max(top, ASK_NARROW_SURE)  # narrower than a split, but doubted: maybe a 1 inside its neighbour
+        # True: cut (and asked first); a float: asked, with that bar, never cut; None: left alone
         plans.append(True if doubtful and seg.crop is not None else (ask if seg.crop is not None else None))
     whole: dict[int, list] = {}
     if read_whole is not None:
@@ -212,7 +213,9 @@ def split_touching(segments: list, probs: np.ndarray, predict, digit_probs, reje
         for i, pieces in zip(asked, read_whole([segments[i] for i in asked]), strict=True):
             if pieces is not None and plans[i] is not True and len(pieces) > 1 and min(
                     p.confidence for p in pieces) <= plans[i]:
-                pieces = None  # one digit, read at least as surely as the whole reading's least sure: it stays one
+                # an asked blob (plans[i] is its bar: the one-digit model's own confidence in it, or for a
+                # narrow one at least ASK_NARROW_SURE) whose whole reading does not clear it stays one digit
+                pieces = None
             if pieces is not None:  # read whole (or surely no several digits: not cut)
                 plans[i] = None
                 if len(pieces) > 1:
