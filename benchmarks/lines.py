@@ -6,7 +6,9 @@ vertical wobble); each next digit is slid left until its ink *touches* the previ
 pushed further by 0-15 % of the height (overlap). The line is drawn as dark ink on paper under uneven light
 and goes through blur, noise and JPEG (benchmarks/photos.py).
 
-    python benchmarks/lines.py [--split test|train] [--n 500] [--model FILE] [--show-errors 20]
+    python benchmarks/lines.py [--split test|train] [--n 500] [--model FILE] [--show-errors 20] [--tilt 30]
+
+``--tilt 30`` turns each line by a random angle of up to 30 degrees either way (the photo's slope).
 
 ``--split train`` (MNIST training images, seed 0) is the only one to tune on and what the tests use;
 the measured figure is ``--split test`` (the 10 000 MNIST test images, seed 1).
@@ -67,9 +69,25 @@ def touching_line(tiles: list[np.ndarray], rng: np.random.Generator, height: flo
     return canvas[:, : xs.max() + 1]
 
 
-def line_photo(tiles: list[np.ndarray], rng: np.random.Generator, max_overlap: float = 0.15) -> np.ndarray:
-    """A photo (uint8 BGR) of a touching line on paper under uneven light, with margins, blur, noise, JPEG."""
+def tilted(mask: np.ndarray, angle: float) -> np.ndarray:
+    """``mask`` turned by ``angle`` degrees (counter-clockwise: a line rising to the right), on a canvas that
+    holds all of it."""
+    h, w = mask.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(np.ceil(w * cos + h * sin)), int(np.ceil(w * sin + h * cos))
+    m[0, 2] += nw / 2 - w / 2
+    m[1, 2] += nh / 2 - h / 2
+    return cv2.warpAffine(mask, m, (nw, nh), flags=cv2.INTER_LINEAR, borderValue=0)
+
+
+def line_photo(tiles: list[np.ndarray], rng: np.random.Generator, max_overlap: float = 0.15,
+               max_tilt: float = 0.0) -> np.ndarray:
+    """A photo (uint8 BGR) of a touching line on paper under uneven light, with margins, blur, noise, JPEG;
+    with ``max_tilt``, the line written at a slope of up to that many degrees either way."""
     mask = touching_line(tiles, rng, max_overlap=max_overlap)
+    if max_tilt:
+        mask = tilted(mask, float(rng.uniform(-max_tilt, max_tilt)))
     h, w = mask.shape
     mx, my = int(rng.uniform(0.3, 1.0) * h), int(rng.uniform(0.3, 1.0) * h)
     size = (w + 2 * mx, h + 2 * my)
@@ -85,23 +103,23 @@ def mnist_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarra
     return (d.x_train, d.y_train) if split == "train" else (d.x_test, d.y_test)
 
 
-def line_set(x: np.ndarray, y: np.ndarray, n: int, seed: int, max_overlap: float = 0.15):
+def line_set(x: np.ndarray, y: np.ndarray, n: int, seed: int, max_overlap: float = 0.15, max_tilt: float = 0.0):
     """``n`` (photo, truth) pairs of touching lines of 2-5 digits."""
     rng = np.random.default_rng(seed)
     for _ in range(n):
         idx = rng.integers(0, len(x), int(rng.integers(2, 6)))
-        yield line_photo([x[j] for j in idx], rng, max_overlap), "".join(str(int(y[j])) for j in idx)
+        yield line_photo([x[j] for j in idx], rng, max_overlap, max_tilt), "".join(str(int(y[j])) for j in idx)
 
 
 def measure(model: str | None, data_dir: str, split: str, n: int, show_errors: int = 0,
-            max_overlap: float = 0.15, cut_only: bool = False) -> dict[str, object]:
+            max_overlap: float = 0.15, cut_only: bool = False, max_tilt: float = 0.0) -> dict[str, object]:
     from digitkit.runtime.classifier import DigitClassifier
 
     x, y = mnist_split(data_dir, split)
     clf = DigitClassifier(model_path=model, threads=1, read_whole=not cut_only)
-    t = read_all(clf, line_set(x, y, n, 0 if split == "train" else 1, max_overlap), show_errors,
+    t = read_all(clf, line_set(x, y, n, 0 if split == "train" else 1, max_overlap, max_tilt), show_errors,
                  "/tmp/digitkit_line_errors", "line", ".png")
-    return {"split": split, "lines": n, "max_overlap": max_overlap, "exact": t.exact / n,
+    return {"split": split, "lines": n, "max_overlap": max_overlap, "max_tilt": max_tilt, "exact": t.exact / n,
             "digit_accuracy": 1 - t.dist / t.total,
             "seconds_per_line": t.seconds / n, "model": model or "shipped", "cut_only": cut_only}
 
@@ -115,10 +133,11 @@ def main() -> None:
     ap.add_argument("--show-errors", type=int, default=0)
     ap.add_argument("--max-overlap", type=float, default=0.15,
                     help="how far past touching a digit is pushed into the last, as a fraction of the height")
+    ap.add_argument("--tilt", type=float, default=0.0, help="write each line at a slope of up to this many degrees")
     ap.add_argument("--cut-only", action="store_true", help="without the sequence model (classify --cut-only)")
     ap.add_argument("--out")
     a = ap.parse_args()
-    emit(measure(a.model, a.data_dir, a.split, a.n, a.show_errors, a.max_overlap, a.cut_only), a.out)
+    emit(measure(a.model, a.data_dir, a.split, a.n, a.show_errors, a.max_overlap, a.cut_only, a.tilt), a.out)
 
 
 if __name__ == "__main__":
