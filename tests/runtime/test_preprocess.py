@@ -15,7 +15,7 @@ from synth import synth_digits
 
 from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.preprocess import as_mnist_tile, detect_polarity, ink_map, mnist_normalise, stroke_width, to_gray
-from digitkit.runtime.segment import find_digits
+from digitkit.runtime.segment import SegmentConfig, find_digits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from photos import make_photo, paper, shape_mask  # noqa: E402
@@ -102,6 +102,26 @@ def test_broken_strokes_merge_and_specks_and_rules_are_dropped() -> None:
     assert len(found) == 1
     x, y, w, h = found[0].box
     assert 200 <= x + w / 2 <= 312 and h > 80  # both halves of the "1", one box
+
+
+def test_a_digit_broken_across_two_blobs_of_one_line_joins_them() -> None:
+    """A 5 written in two strokes, its flag touching the digit before and its bowl the one after: the two blobs
+    are one, so the sequence model reads that 5 once (not once in each blob). Separate digits side by side, and
+    a digit of the next line below, stay apart."""
+    ink = np.zeros((300, 420), np.uint8)
+    cv2.rectangle(ink, (20, 40), (120, 120), 255, 6)  # a blob of touching digits, 100 x 80
+    cv2.line(ink, (120, 45), (170, 45), 255, 6)  # ... with the next digit's flag joined to it
+    cv2.ellipse(ink, (150, 95), (25, 22), 0, -120, 150, 255, 6)  # the bowl under the flag, not touching it
+    cv2.rectangle(ink, (176, 85), (236, 120), 255, 6)  # ... but touching the digit after
+    cv2.rectangle(ink, (290, 40), (340, 120), 255, 6)  # a separate digit
+    cv2.rectangle(ink, (140, 190), (190, 270), 255, 6)  # a digit in the next line, under the broken one
+    boxes = sorted(s.box for s in find_digits(ink, 100))
+    assert len(boxes) == 3, boxes
+    joined = boxes[0]
+    assert joined[0] <= 22 and joined[0] + joined[2] >= 234 and joined[1] + joined[3] <= 130, joined
+    assert any(b[0] >= 285 and b[1] < 50 for b in boxes[1:]) and any(b[1] >= 185 for b in boxes[1:]), boxes
+    apart = sorted(s.box for s in find_digits(ink, 100, SegmentConfig(join_overlap=None)))
+    assert len(apart) == 4, apart
 
 
 @settings(max_examples=40, deadline=None)
