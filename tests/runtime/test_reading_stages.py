@@ -211,6 +211,46 @@ def test_upright_leaves_a_level_line_alone() -> None:
     assert upright(inkmap, first, SegmentConfig()) is first
 
 
+def _touching_row(angle: float, strokes: bool = False) -> np.ndarray:
+    """Four rings touching in one blob along a line at ``angle`` degrees; with ``strokes``, a long stroke at
+    25 degrees through each (slanted writing: the strokes of a 3's tail, a 5's flag, a 7's leg)."""
+    ink = np.zeros((400, 500), np.uint8)
+    t = np.deg2rad(angle)
+    for k in range(4):
+        cx, cy = int(120 + 42 * k * np.cos(t)), int(220 - 42 * k * np.sin(t))
+        _ring(ink, cx, cy, 22, 36)
+        if strokes:
+            dx, dy = int(48 * np.cos(np.deg2rad(25))), int(48 * np.sin(np.deg2rad(25)))
+            cv2.line(ink, (cx - dx, cy + dy), (cx + dx, cy - dy), 255, 6)
+    return ink
+
+
+@pytest.mark.parametrize("angle", [-20.0, 0.0, 15.0, 30.0])
+def test_ink_slope_follows_a_row_of_touching_digits(angle: float) -> None:
+    from digitkit.runtime.deskew import ink_slope
+
+    assert abs(ink_slope(_touching_row(angle) > 100) - angle) <= 0.15 * abs(angle) + 0.5  # a little short if steep
+
+
+def test_a_level_blob_with_long_slanted_strokes_is_not_turned() -> None:
+    """The projection profile of one blob follows its longest strokes (it found about 25 degrees here); the
+    slope of the blob's ink as a whole is the row's."""
+    from digitkit.runtime.deskew import MAX_ANGLE, profile_angle, upright
+    from digitkit.runtime.preprocess import InkMap
+    from digitkit.runtime.segment import SegmentConfig
+
+    ink = _touching_row(0.0, strokes=True)
+    first = find_digits(ink, 100)
+    assert len(first) == 1
+    assert abs(profile_angle((ink > 100).astype(np.uint8), 0.0, MAX_ANGLE)) >= 10  # the trap
+    inkmap = InkMap(ink=ink, polarity="dark-on-light", threshold=100, noise=1.0)
+    assert upright(inkmap, first, SegmentConfig()) is first
+    tilted = _touching_row(20.0)
+    segs = upright(InkMap(ink=tilted, polarity="dark-on-light", threshold=100, noise=1.0),
+                   find_digits(tilted, 100), SegmentConfig())
+    assert len(segs) == 1 and segs[0].back is not None
+
+
 def test_a_blob_the_model_calls_not_a_digit_is_tried_even_when_narrow() -> None:
     pair = _touching_pair()
     narrow = Segment(box=(0, 0, 70, 100), tile=np.zeros((28, 28), np.uint8), crop=pair)  # w < SPLIT_ASPECT * h
