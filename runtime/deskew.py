@@ -5,8 +5,8 @@ centres: ink pixels are projected onto the axis perpendicular to each trial angl
 profile is the most peaked (the largest sum of squared bin counts) is the one the lines of writing run along.
 For one wide blob (a row of touching digits) it is the least-squares slope of its ink: there the profile
 test follows the blob's longest strokes rather than the row. It runs only when the first segmentation hints
-at a tilt (the candidates' centres climb or fall from left to right, or one blob is wider than a digit), so
-an upright page costs nothing more.
+at a tilt (the candidates' centres climb or fall from left to right, or one blob is wider than a digit or
+its ink runs along a slope like a row's), so an upright page costs nothing more.
 """
 
 from __future__ import annotations
@@ -114,11 +114,31 @@ def box_back(box: tuple[int, int, int, int], back: np.ndarray) -> tuple[int, int
     return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
 
 
+# A lone blob whose box is not wider than 1.3 heights is still a row of touching digits to turn when its ink is
+# this many times longer than wide along an axis within MAX_ANGLE of level: a row of four digits tilted by 30
+# degrees has a box about as wide as tall. On 300 lines of touching MNIST training digits tilted up to 30
+# degrees 81.3 -> 85.0 % exact (1.4: the same; 1.2-1.3: 84.3 %; 1.8 / 2.2: 84.7 / 83.7 %); level lines and the
+# non-digit pages of seeds 5 and 7 unchanged.
+ROW_ELONGATION = 1.5
+
+
+def row_like(inkmap: InkMap, box: tuple[int, int, int, int]) -> bool:
+    """Whether the ink in ``box`` is elongated (its principal axes' spread at least ROW_ELONGATION to 1) along
+    an axis within MAX_ANGLE of level: a row of digits, at whatever slope, rather than one digit."""
+    x, y, w, h = box
+    ys, xs = np.nonzero(inkmap.ink[y:y + h, x:x + w] >= inkmap.threshold)
+    if len(xs) < 20:
+        return False
+    spread, axes = np.linalg.eigh(np.cov(np.stack([xs, ys]).astype(np.float64)))
+    angle = (np.degrees(np.arctan2(-axes[1, 1], axes[0, 1])) + 90.0) % 180.0 - 90.0
+    return bool(spread[1] >= ROW_ELONGATION ** 2 * max(spread[0], 1e-9) and abs(angle) <= MAX_ANGLE)
+
+
 def upright(inkmap: InkMap, segments: list[Segment], config: SegmentConfig) -> list[Segment]:
     """The candidates again, found on the ink map turned upright when the first ones hint at a tilted line
     (boxes in the ink map's pixels; crops in the turned picture's, with the way back in ``Segment.back``)."""
     hint = tilt_hint([s.box for s in segments])
-    if hint is None:
+    if hint is None and not (len(segments) == 1 and row_like(inkmap, segments[0].box)):
         return segments
     binary = np.zeros(inkmap.ink.shape, np.uint8)
     for x, y, w, h in (s.box for s in segments):  # only the candidates' ink: specks and shadows do not vote

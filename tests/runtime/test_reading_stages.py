@@ -251,6 +251,23 @@ def test_a_level_blob_with_long_slanted_strokes_is_not_turned() -> None:
     assert len(segs) == 1 and segs[0].back is not None
 
 
+def test_a_steep_row_in_a_box_no_wider_than_tall_is_turned_and_a_lone_digit_is_not() -> None:
+    from digitkit.runtime.deskew import upright
+    from digitkit.runtime.preprocess import InkMap
+    from digitkit.runtime.segment import SegmentConfig
+
+    steep = _touching_row(30.0)
+    first = find_digits(steep, 100)
+    assert len(first) == 1 and first[0].box[2] <= 1.3 * first[0].box[3]  # the box alone hints at nothing
+    segs = upright(InkMap(ink=steep, polarity="dark-on-light", threshold=100, noise=1.0), first, SegmentConfig())
+    assert len(segs) == 1 and segs[0].back is not None
+    one = np.zeros((200, 200), np.uint8)
+    cv2.line(one, (90, 40), (120, 160), 255, 8)  # a slanted 1: long, but along no row
+    first = find_digits(one, 100)
+    assert upright(InkMap(ink=one, polarity="dark-on-light", threshold=100, noise=1.0), first,
+                   SegmentConfig()) is first
+
+
 def test_a_blob_the_model_calls_not_a_digit_is_tried_even_when_narrow() -> None:
     pair = _touching_pair()
     narrow = Segment(box=(0, 0, 70, 100), tile=np.zeros((28, 28), np.uint8), crop=pair)  # w < SPLIT_ASPECT * h
