@@ -233,13 +233,25 @@ class DigitClassifier:
         """One image's candidates and their model rows -> its reading: lines of text dropped, touching digits
         split (:mod:`digitkit.runtime.split`), thresholds applied. Also returns what ``--explain`` draws."""
         rejected = self._rejected
+        seen: dict[int, SequenceRead] = {}  # the sequence model's readings of this picture's blobs, by segment id
         if rejected is not None and len(segments) >= MIN_LINE_BEFORE_SPLIT:  # a line of mostly non-digits: text
-            text = text_lines([s.box for s in segments], [rejected(p) for p in probs], MIN_LINE_BEFORE_SPLIT)
+            flags = [rejected(p) for p in probs]
+            text = text_lines([s.box for s in segments], flags, MIN_LINE_BEFORE_SPLIT)
+            if any(text) and self.sequence is not None:
+                # A line of touching pairs is rejected blob by blob (the model was taught that two digits in one
+                # tile are "not a digit"): a blob whose whole reading by the sequence model stands is digits, not
+                # text. On 2 000 lines of MNIST training digits 96.57 -> 96.71 % of digits (a line of three pairs
+                # came out empty); the non-digit pages of seeds 5 and 7 unchanged (the sequence model reads a
+                # word as no digits: it was trained to).
+                asked = [i for i, t in enumerate(text) if t and flags[i] and segments[i].crop is not None]
+                for i, pieces in zip(asked, self._read_whole([segments[i] for i in asked], seen), strict=True):
+                    if pieces is not None:
+                        flags[i] = False
+                text = text_lines([s.box for s in segments], flags, MIN_LINE_BEFORE_SPLIT)
             if any(text):
                 keep = [i for i, t in enumerate(text) if not t]
                 segments, probs = [segments[i] for i in keep], probs[keep]
         read_whole = None
-        seen: dict[int, SequenceRead] = {}  # the sequence model's readings of this picture's blobs, by segment id
         if self.sequence is not None:
             def read_whole(segs: list[Segment]) -> list[list[Any] | None]:
                 return [None if pieces is None else [dataclasses.replace(p, row=self._whole_row(p)) for p in pieces]

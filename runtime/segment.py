@@ -122,9 +122,12 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
         keep.append(i)
     if not keep:
         return []
-    # Rules and underlines: flat strokes wider than the tallest upright component.
+    # Rules and underlines: flat strokes wider than the tallest upright component. A row of five or more touching
+    # digits is as flat, and alone it has no upright component to compare with: it is no rule when its columns
+    # hold more than one stroke (a rule's ink spans about its own thickness in every column).
     tall = max((int(stats[i, 3]) for i in keep if stats[i, 3] >= 0.5 * stats[i, 2]), default=0)
-    keep = [i for i in keep if not (stats[i, 2] > 4 * stats[i, 3] and stats[i, 2] > 1.2 * tall)]
+    keep = [i for i in keep if not (stats[i, 2] > 4 * stats[i, 3] and stats[i, 2] > 1.2 * tall
+                                    and _one_stroke_thick(labels, i + 1, stats[i]))]
     if not keep:
         return []
 
@@ -202,6 +205,17 @@ def _cut_stroke(labels: np.ndarray, label: int, stat: np.ndarray) -> bool:
         ([labels[0, x:x + w]] if y == 0 else []) + ([labels[H - 1, x:x + w]] if y + h == H else [])
     side = W if y == 0 or y + h == H else H
     return bool(edges) and int(np.count_nonzero(edges[0] == label)) <= 0.1 * side
+
+
+def _one_stroke_thick(labels: np.ndarray, label: int, stat: np.ndarray) -> bool:
+    """Whether a flat component is a line: at most a fifth of its columns cross its ink more than once, where a
+    row of digits is crossed twice or more wherever a loop or a second stroke is (a 0, an 8, a 7's bar over its
+    leg)."""
+    x, y, w, h = (int(v) for v in stat[:4])
+    mine = (labels[y:y + h, x:x + w] == label).astype(np.int8)
+    starts = np.count_nonzero(np.diff(mine, axis=0, prepend=0) == 1, axis=0)  # runs of ink down each column
+    inked = starts > 0
+    return not inked.any() or float(np.mean(starts[inked] >= 2)) <= 0.2
 
 
 def components(binary: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:

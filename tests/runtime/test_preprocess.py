@@ -104,6 +104,21 @@ def test_broken_strokes_merge_and_specks_and_rules_are_dropped() -> None:
     assert 200 <= x + w / 2 <= 312 and h > 80  # both halves of the "1", one box
 
 
+def test_a_long_row_of_touching_digits_alone_is_no_underline_but_a_lone_rule_is() -> None:
+    """Six touching rings (a phone number written in one stroke) are 5 heights wide: as flat as an underline,
+    and with no upright digit beside them to compare with. Columns cross a row of digits twice; a rule once."""
+    row = np.zeros((200, 600), np.uint8)
+    for k in range(6):
+        cv2.ellipse(row, (70 + 80 * k, 100), (42, 40), 0, 0, 360, 255, 8)
+    found = find_digits(row, 100)
+    assert len(found) == 1 and found[0].box[2] > 4 * found[0].box[3]
+    rule = np.zeros((200, 600), np.uint8)
+    cv2.line(rule, (20, 110), (580, 90), 255, 9)  # a slanted rule
+    pts = np.array([(x, 140 + int(6 * np.sin(x / 25))) for x in range(20, 580, 4)], np.int32)
+    cv2.polylines(rule, [pts], False, 255, 7)  # a wavy underline
+    assert find_digits(rule, 100) == []
+
+
 def test_a_digit_broken_across_two_blobs_of_one_line_joins_them() -> None:
     """A 5 written in two strokes, its flag touching the digit before and its bowl the one after: the two blobs
     are one, so the sequence model reads that 5 once (not once in each blob). Separate digits side by side, and

@@ -322,3 +322,35 @@ def test_the_sequence_model_vetoes_a_doubtful_blob_it_reads_as_no_digit(
     assert clf.sequence.strips == asked
     assert clf.is_digit(out[0])[1] is (not vetoed)
     assert np.array_equal(out[0, :10], row[0, :10])  # the digits' probabilities are kept (--explain shows them)
+
+
+class _ReadsPairs:
+    """A stand-in sequence model: every strip read surely as the two digits 4 2 (or as nothing)."""
+
+    def __init__(self, pair: bool) -> None:
+        self.pair, self.strips = pair, 0
+
+    def read(self, strips: np.ndarray):
+        self.strips += len(strips)
+        path = [BLANK] * 5 + [4] + [BLANK] * 6 + [2] if self.pair else []
+        return [decode(_logits(path)) for _ in strips]
+
+
+@needs_model
+@pytest.mark.parametrize(("pair", "text"), [(True, "424242"), (False, "")])
+def test_a_line_of_touching_pairs_the_digit_model_rejects_is_not_text_when_read_whole(pair: bool, text: str) -> None:
+    """Three blobs of two touching digits each: the one-digit model calls each "not a digit" (it was taught that
+    two digits in one tile are not one digit), which made the line text and dropped it before any blob was read
+    whole. A blob the sequence model reads as digits is not text; one it reads as nothing still is."""
+    from digitkit.runtime.classifier import DigitClassifier
+    from digitkit.runtime.segment import Segment
+
+    clf = DigitClassifier()
+    clf.sequence = _ReadsPairs(pair)
+    crop = _blob([40, 40])
+    segs = [Segment(box=(10 + 100 * k, 10, crop.shape[1], crop.shape[0]), tile=np.zeros((28, 28), np.uint8),
+                    crop=crop, origin=(100 * k, 0)) for k in range(3)]
+    rows = np.zeros((3, 11), np.float32)
+    rows[:, 10] = 0.95
+    assert clf.read_candidates("line", segs, rows).reading.text == text
+    assert clf.sequence.strips >= 3
