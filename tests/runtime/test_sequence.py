@@ -130,8 +130,9 @@ def test_whole_pieces_refuses_a_reading_that_does_not_stand(why: str) -> None:
 def test_a_blob_about_as_wide_as_tall_needs_surer_digits_than_a_wide_one() -> None:
     from digitkit.runtime.sequence import NARROW_SURE, PIECE_SURE, WIDE_ASPECT
 
-    logit = float(np.log(10 * 0.65 / 0.35))  # each digit read at 0.65 at its step
-    assert PIECE_SURE < 0.65 < NARROW_SURE
+    p = (PIECE_SURE + NARROW_SURE) / 2  # each digit read between the two bars at its step
+    assert PIECE_SURE < p < NARROW_SURE
+    logit = float(np.log(10 * p / (1 - p)))
     for widths, stands in (([30, 30], False), ([30, 30, 30], True)):
         crop = _blob(widths, height=50)
         assert (crop.shape[1] - 20) / 50 >= WIDE_ASPECT or not stands
@@ -139,7 +140,7 @@ def test_a_blob_about_as_wide_as_tall_needs_surer_digits_than_a_wide_one() -> No
         centres = [15 + 30 * k for k in range(len(widths))]
         f = [int(round((MARGIN + c * strip.scale - 1) / 2)) for c in centres]
         read = _read_at(list(range(1, len(widths) + 1)), f, sure=logit)
-        assert min(read.confidences) == pytest.approx(0.65, abs=0.01)
+        assert min(read.confidences) == pytest.approx(p, abs=0.01)
         assert (whole_pieces(crop, strip, read) is not None) == stands
 
 
