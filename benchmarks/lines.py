@@ -69,25 +69,15 @@ def touching_line(tiles: list[np.ndarray], rng: np.random.Generator, height: flo
     return canvas[:, : xs.max() + 1]
 
 
-def tilted(mask: np.ndarray, angle: float) -> np.ndarray:
-    """``mask`` turned by ``angle`` degrees (counter-clockwise: a line rising to the right), on a canvas that
-    holds all of it."""
-    h, w = mask.shape
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-    cos, sin = abs(m[0, 0]), abs(m[0, 1])
-    nw, nh = int(np.ceil(w * cos + h * sin)), int(np.ceil(w * sin + h * cos))
-    m[0, 2] += nw / 2 - w / 2
-    m[1, 2] += nh / 2 - h / 2
-    return cv2.warpAffine(mask, m, (nw, nh), flags=cv2.INTER_LINEAR, borderValue=0)
-
-
 def line_photo(tiles: list[np.ndarray], rng: np.random.Generator, max_overlap: float = 0.15,
                max_tilt: float = 0.0) -> np.ndarray:
     """A photo (uint8 BGR) of a touching line on paper under uneven light, with margins, blur, noise, JPEG;
     with ``max_tilt``, the line written at a slope of up to that many degrees either way."""
     mask = touching_line(tiles, rng, max_overlap=max_overlap)
-    if max_tilt:
-        mask = tilted(mask, float(rng.uniform(-max_tilt, max_tilt)))
+    if max_tilt:  # deskew's own turn, the other way: a level line comes out at the drawn slope
+        from digitkit.runtime.deskew import rotate
+
+        mask = rotate(mask, -float(rng.uniform(-max_tilt, max_tilt)))[0]
     h, w = mask.shape
     mx, my = int(rng.uniform(0.3, 1.0) * h), int(rng.uniform(0.3, 1.0) * h)
     size = (w + 2 * mx, h + 2 * my)
