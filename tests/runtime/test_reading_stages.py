@@ -168,12 +168,20 @@ def test_touching_lines_from_training_digits_are_mostly_split(real_data_dir: Pat
     assert res["digit_accuracy"] > 0.8
 
 
-def _tilted_rings(angle: float) -> tuple[np.ndarray, list[tuple[int, int]]]:
+TOUCHING = 42  # ring spacing at which the four rings touch: one blob
+
+
+def _tilted_rings(angle: float, spacing: int = 90, strokes: bool = False) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Four rings along a line at ``angle`` degrees, ``spacing`` apart (42: touching, one blob); with
+    ``strokes``, a long stroke at 25 degrees through each (slanted writing: a 3's tail, a 5's flag, a 7's leg)."""
     ink = np.zeros((400, 500), np.uint8)
     t = np.deg2rad(angle)
-    centres = [(int(100 + 90 * k * np.cos(t)), int(260 - 90 * k * np.sin(t))) for k in range(4)]
+    centres = [(int(100 + spacing * k * np.cos(t)), int(260 - spacing * k * np.sin(t))) for k in range(4)]
+    dx, dy = int(48 * np.cos(np.deg2rad(25))), int(48 * np.sin(np.deg2rad(25)))
     for cx, cy in centres:
         _ring(ink, cx, cy, 22, 36)
+        if strokes:
+            cv2.line(ink, (cx - dx, cy + dy), (cx + dx, cy - dy), 255, 6)
     return ink, centres
 
 
@@ -211,25 +219,12 @@ def test_upright_leaves_a_level_line_alone() -> None:
     assert upright(inkmap, first, SegmentConfig()) is first
 
 
-def _touching_row(angle: float, strokes: bool = False) -> np.ndarray:
-    """Four rings touching in one blob along a line at ``angle`` degrees; with ``strokes``, a long stroke at
-    25 degrees through each (slanted writing: the strokes of a 3's tail, a 5's flag, a 7's leg)."""
-    ink = np.zeros((400, 500), np.uint8)
-    t = np.deg2rad(angle)
-    for k in range(4):
-        cx, cy = int(120 + 42 * k * np.cos(t)), int(220 - 42 * k * np.sin(t))
-        _ring(ink, cx, cy, 22, 36)
-        if strokes:
-            dx, dy = int(48 * np.cos(np.deg2rad(25))), int(48 * np.sin(np.deg2rad(25)))
-            cv2.line(ink, (cx - dx, cy + dy), (cx + dx, cy - dy), 255, 6)
-    return ink
-
-
 @pytest.mark.parametrize("angle", [-20.0, 0.0, 15.0, 30.0])
 def test_ink_slope_follows_a_row_of_touching_digits(angle: float) -> None:
     from digitkit.runtime.deskew import ink_slope
 
-    assert abs(ink_slope(_touching_row(angle) > 100) - angle) <= 0.15 * abs(angle) + 0.5  # a little short if steep
+    ink, _ = _tilted_rings(angle, TOUCHING)
+    assert abs(ink_slope(ink > 100) - angle) <= 0.15 * abs(angle) + 0.5  # a little short if steep
 
 
 def test_a_level_blob_with_long_slanted_strokes_is_not_turned() -> None:
@@ -239,13 +234,13 @@ def test_a_level_blob_with_long_slanted_strokes_is_not_turned() -> None:
     from digitkit.runtime.preprocess import InkMap
     from digitkit.runtime.segment import SegmentConfig
 
-    ink = _touching_row(0.0, strokes=True)
+    ink = _tilted_rings(0.0, TOUCHING, strokes=True)[0]
     first = find_digits(ink, 100)
     assert len(first) == 1
     assert abs(profile_angle((ink > 100).astype(np.uint8), 0.0, MAX_ANGLE)) >= 10  # the trap
     inkmap = InkMap(ink=ink, polarity="dark-on-light", threshold=100, noise=1.0)
     assert upright(inkmap, first, SegmentConfig()) is first
-    tilted = _touching_row(20.0)
+    tilted = _tilted_rings(20.0, TOUCHING)[0]
     segs = upright(InkMap(ink=tilted, polarity="dark-on-light", threshold=100, noise=1.0),
                    find_digits(tilted, 100), SegmentConfig())
     assert len(segs) == 1 and segs[0].back is not None
@@ -256,7 +251,7 @@ def test_a_steep_row_in_a_box_no_wider_than_tall_is_turned_and_a_lone_digit_is_n
     from digitkit.runtime.preprocess import InkMap
     from digitkit.runtime.segment import SegmentConfig
 
-    steep = _touching_row(30.0)
+    steep = _tilted_rings(30.0, TOUCHING)[0]
     first = find_digits(steep, 100)
     assert len(first) == 1 and first[0].box[2] <= 1.3 * first[0].box[3]  # the box alone hints at nothing
     segs = upright(InkMap(ink=steep, polarity="dark-on-light", threshold=100, noise=1.0), first, SegmentConfig())
