@@ -161,18 +161,21 @@ class DigitClassifier:
     def _read_whole(self, segments: list[Segment], seen: dict[int, SequenceRead] | None = None
                     ) -> list[list[Piece] | None]:
         """Blobs -> the digits the sequence model reads in each (see :func:`whole_pieces`: None where its
-        reading does not stand); one model call for all of them. Each reading also goes into ``seen`` (by the
-        segment's id), so :meth:`_veto` does not read a blob left whole a second time."""
+        reading does not stand); one model call for all of them that ``seen`` (readings already made, by the
+        segment's id: the text rule's) does not hold. Each reading also goes into ``seen``, so :meth:`_veto`
+        and a later call do not read a blob a second time."""
+        seen = {} if seen is None else seen
         strips = [line_input(s.crop) for s in segments]
         have = [i for i, st in enumerate(strips) if st is not None]
         out: list[list[Piece] | None] = [None for _ in segments]
         if not have:
             return out
-        reads = self.sequence.read(np.stack([strips[i].pixels for i in have]))
-        for i, read in zip(have, reads, strict=True):
-            out[i] = whole_pieces(segments[i].crop, strips[i], read)
-            if seen is not None:
-                seen[id(segments[i])] = read
+        new = [i for i in have if id(segments[i]) not in seen]
+        if new:
+            seen.update(zip([id(segments[i]) for i in new],
+                            self.sequence.read(np.stack([strips[i].pixels for i in new])), strict=True))
+        for i in have:
+            out[i] = whole_pieces(segments[i].crop, strips[i], seen[id(segments[i])])
         check = sequence.PIECE_NAD
         several = [i for i in have if out[i]]
         if check is not None and several and self.model.metadata.not_a_digit is not None:

@@ -354,4 +354,4 @@ def test_a_line_of_touching_pairs_the_digit_model_rejects_is_not_text_when_read_
     rows = np.zeros((3, 11), np.float32)
     rows[:, 10] = 0.95
     assert clf.read_candidates("line", segs, rows).reading.text == text
-    assert clf.sequence.strips >= 3
+    assert clf.sequence.strips == 3  # each blob read once: the splitter reuses the text rule's readings
