@@ -127,7 +127,7 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
     # hold more than one stroke (a rule's ink spans about its own thickness in every column).
     tall = max((int(stats[i, 3]) for i in keep if stats[i, 3] >= 0.5 * stats[i, 2]), default=0)
     keep = [i for i in keep if not (stats[i, 2] > 4 * stats[i, 3] and stats[i, 2] > 1.2 * tall
-                                    and _one_stroke_thick(labels, i + 1, stats[i]))]
+                                    and _crossed_once(labels, i + 1, stats[i]))]
     if not keep:
         return []
 
@@ -207,7 +207,7 @@ def _cut_stroke(labels: np.ndarray, label: int, stat: np.ndarray) -> bool:
     return bool(edges) and int(np.count_nonzero(edges[0] == label)) <= 0.1 * side
 
 
-def _one_stroke_thick(labels: np.ndarray, label: int, stat: np.ndarray) -> bool:
+def _crossed_once(labels: np.ndarray, label: int, stat: np.ndarray) -> bool:
     """Whether a flat component is a line: at most a fifth of its columns cross its ink more than once, where a
     row of digits is crossed twice or more wherever a loop or a second stroke is (a 0, an 8, a 7's bar over its
     leg)."""
