@@ -32,6 +32,21 @@ INK_HEIGHT = 20  # the blob's ink is scaled to this height (MNIST's 20-pixel box
 MARGIN = 4  # paper left of the ink, and the least right of it
 BLANK = 10  # the CTC blank's class index; 0-9 are the digits
 FRAMES = LINE_WIDTH // 2  # the model's output steps: one per two columns
+# Every strip is read in two views: as it is, and moved VIEW_SHIFT columns right. The network reads the columns in
+# pairs, so the second view sees every stroke at the other phase of its steps, and now and then reads the blob
+# otherwise (about 4 % of the blobs of touching training lines). Where the two disagree, the digits more probable
+# under both views together are kept (their CTC likelihoods summed: test-time augmentation, decided by the model's
+# own scores). A blob narrower than WIDE_ASPECT may be one letter or doodle: where its views disagree on how many
+# digits it holds, the first view's reading is kept and must clear its bars alone (taking the more probable one
+# there let a seed-5 doodle page through as "88"). Chosen on 2 000 touching lines of MNIST *training* digits
+# (benchmarks/lines.py --split train, line seeds 0 and 3) against the non-digit pages of seeds 5 and 7: digit errors
+# 216 -> 202 and 229 -> 207 (with every disagreement rescored about 6 fewer, but that doodle; a third view moved one
+# row down or three columns right 204 / 199 and 206 / 214; the two views' probabilities averaged step by step
+# instead of rescored, moved two columns: 214 / 228, one row down: 254 / 262), pages unchanged. 0: read once.
+# A strip whose first reading has every digit at VIEW_SURE or more is not read again: the same lines gave 203 and
+# 206 errors that way (0.95 and 0.98 the same), and the camera reads most of its strips once.
+VIEW_SHIFT = 1
+VIEW_SURE = 0.9
 
 
 def line_strokes(crop: np.ndarray) -> np.ndarray:
@@ -80,6 +95,7 @@ class SequenceRead:
     frames: tuple[int, ...]  # the output step each was emitted at (its most probable step of its run)
     confidences: tuple[float, ...]  # each digit's probability at that step
     probs: np.ndarray  # float (FRAMES, 11): the softmax over digits and blank, every step
+    shift: int = 0  # columns the strip was moved right before it was read (see VIEW_SHIFT)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -88,9 +104,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-def decode(logits: np.ndarray) -> SequenceRead:
+def decode(logits: np.ndarray, shift: int = 0) -> SequenceRead:
     """Greedy CTC decoding of one strip's (FRAMES, 11) logits: the best class per step, repeats collapsed,
-    blanks dropped."""
+    blanks dropped. ``shift``: the columns the strip was moved right before it was read."""
     p = softmax(logits.astype(np.float64))
     best = p.argmax(1)
     labels, frames, confs = [], [], []
@@ -103,13 +119,60 @@ def decode(logits: np.ndarray) -> SequenceRead:
         elif c != BLANK and c == prev and p[t, c] > confs[-1]:  # the run's surest step stands for it
             frames[-1], confs[-1] = t, float(p[t, c])
         prev = c
-    return SequenceRead(tuple(labels), tuple(frames), tuple(confs), p.astype(np.float32))
+    return SequenceRead(tuple(labels), tuple(frames), tuple(confs), p.astype(np.float32), shift)
 
 
-def frame_columns(frames: tuple[int, ...], strip: Strip, width: int) -> list[tuple[int, int]]:
+def log_likelihood(probs: np.ndarray, labels: tuple[int, ...]) -> float:
+    """log P(labels | strip) under CTC: the sum over every path of steps that collapses to ``labels`` (repeats
+    merged, blanks dropped), by the forward recursion over the labels with blanks between (Graves et al. 2006).
+
+    Args:
+        probs: (steps, 11) per-step probabilities of the digits and the blank.
+        labels: the digits.
+    """
+    lp = np.log(np.clip(probs.astype(np.float64), 1e-30, 1.0))
+    ext = np.full(2 * len(labels) + 1, BLANK)
+    ext[1::2] = labels
+    # a state may be entered from two back (skipping the blank between) unless it is a blank or repeats that label
+    skip = np.zeros(len(ext), bool)
+    skip[2:] = (ext[2:] != BLANK) & (ext[2:] != ext[:-2])
+    alpha = np.full(len(ext), -np.inf)
+    alpha[:2] = lp[0, ext[:2]]
+    one, two = np.full(len(ext), -np.inf), np.full(len(ext), -np.inf)
+    for t in range(1, len(lp)):
+        one[1:] = alpha[:-1]  # from the state before
+        two[2:] = np.where(skip[2:], alpha[:-2], -np.inf)  # from two before
+        alpha = np.logaddexp(np.logaddexp(alpha, one), two) + lp[t, ext]
+    return float(np.logaddexp(alpha[-1], alpha[-2]) if len(ext) > 1 else alpha[-1])
+
+
+def _ink_aspect(pixels: np.ndarray) -> float:
+    """Width / height of a strip's ink box."""
+    ys, xs = np.nonzero(pixels > 0)
+    return float((np.ptp(xs) + 1) / (np.ptp(ys) + 1)) if len(xs) else 0.0
+
+
+def agree(first: SequenceRead, second: SequenceRead, pixels: np.ndarray) -> SequenceRead:
+    """One reading of a strip from its two views (see VIEW_SHIFT): their own when they read the same digits;
+    else the one whose digits are the more probable under both views together (the sum of their CTC
+    log-likelihoods), but the first view's when the strip is narrower than WIDE_ASPECT and they disagree on how
+    many digits it holds."""
+    if first.labels == second.labels:
+        return first
+    if len(first.labels) != len(second.labels) and _ink_aspect(pixels) < WIDE_ASPECT:
+        return first
+
+    def both(labels: tuple[int, ...]) -> float:
+        return log_likelihood(first.probs, labels) + log_likelihood(second.probs, labels)
+
+    return second if both(second.labels) > both(first.labels) else first
+
+
+def frame_columns(frames: tuple[int, ...], strip: Strip, width: int, shift: int = 0) -> list[tuple[int, int]]:
     """For each emitted digit, the blob columns [left, right) it covers: boundaries halfway between
-    neighbouring digits' steps, the blob's own edges at both ends."""
-    centres = [(2 * f + 1 - MARGIN) / strip.scale + strip.x0 for f in frames]
+    neighbouring digits' steps, the blob's own edges at both ends. ``shift``: the columns the strip was moved
+    right before it was read."""
+    centres = [(2 * f + 1 - shift - MARGIN) / strip.scale + strip.x0 for f in frames]
     bounds = [0] + [round((a + b) / 2) for a, b in zip(centres, centres[1:], strict=False)] + [width]
     return [(max(0, bounds[i]), min(width, bounds[i + 1])) for i in range(len(frames))]
 
@@ -145,7 +208,18 @@ class SequenceModel(TFLiteRunner):
         return self._raw(y[:n])
 
     def read(self, strips: np.ndarray) -> list[SequenceRead]:
-        return [decode(z) for z in self.logits(strips)]
+        """Each strip's reading; a strip read as no digit or with a digit less sure than VIEW_SURE is read in
+        its second view too (VIEW_SHIFT columns to the right, one batch for all of them) and the two readings
+        made one (:func:`agree`)."""
+        strips = np.asarray(strips, np.uint8)
+        reads = [decode(z) for z in self.logits(strips)]
+        again = [i for i, r in enumerate(reads) if not r.labels or min(r.confidences) < VIEW_SURE]
+        if VIEW_SHIFT and again:
+            moved = np.zeros_like(strips[again])
+            moved[:, :, VIEW_SHIFT:] = strips[again][:, :, :-VIEW_SHIFT]
+            for i, z in zip(again, self.logits(moved), strict=True):
+                reads[i] = agree(reads[i], decode(z, VIEW_SHIFT), strips[i])
+        return reads
 
 
 # A whole reading stands when it has several digits, each read at least PIECE_SURE at its step (NARROW_SURE in
@@ -220,7 +294,7 @@ def whole_pieces(crop: np.ndarray, strip: Strip, read: SequenceRead, piece_sure:
     ys = np.nonzero((crop > 0).any(1))[0]
     ink_h = float(ys[-1] - ys[0] + 1) if len(ys) else 1.0
     pieces = []
-    for (left, right), label, conf, t in zip(frame_columns(read.frames, strip, crop.shape[1]), read.labels,
+    for (left, right), label, conf, t in zip(frame_columns(read.frames, strip, crop.shape[1], read.shift), read.labels,
                                              read.confidences, read.frames, strict=True):
         part = np.zeros_like(crop)
         part[:, left:right] = crop[:, left:right]

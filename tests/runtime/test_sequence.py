@@ -15,9 +15,11 @@ from digitkit.runtime.sequence import (
     LINE_WIDTH,
     MARGIN,
     SequenceModel,
+    agree,
     decode,
     frame_columns,
     line_input,
+    log_likelihood,
     silent,
     whole_pieces,
 )
@@ -96,6 +98,97 @@ def test_frame_columns_split_halfway_between_steps() -> None:
     cols = frame_columns(frames, strip, crop.shape[1])
     assert cols[0][0] == 0 and cols[-1][1] == crop.shape[1]
     assert abs(cols[0][1] - 40) <= 3  # the boundary near the bars' meeting column (10 + 30)
+
+
+def test_frame_columns_of_a_reading_of_the_moved_view_are_the_same_columns() -> None:
+    """A step of the view moved VIEW_SHIFT columns right sits that many columns further right in the strip: mapped
+    back with its shift, it covers the same blob columns as the unmoved view's step over the same ink."""
+    crop = _blob([30, 30], height=60)
+    strip = line_input(crop)
+    frames = (int(round((MARGIN + 15 * strip.scale - 1) / 2)), int(round((MARGIN + 45 * strip.scale - 1) / 2)))
+    plain = frame_columns(frames, strip, crop.shape[1])
+    moved = frame_columns(tuple(f + 1 for f in frames), strip, crop.shape[1], shift=2)  # two columns: one step
+    assert moved == plain
+    assert frame_columns(frames, strip, crop.shape[1], shift=2) != plain  # the shift is not ignored
+
+
+def _paths(probs: np.ndarray, labels: tuple[int, ...]) -> float:
+    """P(labels) by brute force: every path of steps that collapses to ``labels``."""
+    import itertools
+
+    total = 0.0
+    for path in itertools.product(range(probs.shape[1]), repeat=len(probs)):
+        out, prev = [], BLANK
+        for c in path:
+            if c != BLANK and c != prev:
+                out.append(c)
+            prev = c
+        if tuple(out) == labels:
+            total += float(np.prod(probs[np.arange(len(probs)), list(path)]))
+    return total
+
+
+@pytest.mark.parametrize("labels", [(), (3,), (3, 3), (3, 5), (5, 3, 5)])
+def test_log_likelihood_sums_every_path_that_collapses_to_the_labels(labels: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(len(labels))
+    # Five steps over three digits and the blank (columns 3, 5, 7 and BLANK of an 11-wide row; the rest 0).
+    probs = np.zeros((5, BLANK + 1))
+    probs[:, [3, 5, 7, BLANK]] = rng.dirichlet(np.ones(4), 5)
+    assert np.exp(log_likelihood(probs, labels)) == pytest.approx(_paths(probs, labels), rel=1e-9)
+
+
+def _wide_pixels(aspect: float) -> np.ndarray:
+    pixels = np.zeros((LINE_HEIGHT, LINE_WIDTH), np.uint8)
+    pixels[4:24, MARGIN:MARGIN + round(20 * aspect)] = 255
+    return pixels
+
+
+def test_two_views_that_read_the_same_digits_give_the_first_view() -> None:
+    first, second = decode(_logits([BLANK, 4, BLANK, 2])), decode(_logits([BLANK, BLANK, 4, BLANK, 2]), shift=1)
+    assert agree(first, second, _wide_pixels(3.0)) is first
+
+
+def test_two_views_that_disagree_give_the_digits_more_probable_under_both() -> None:
+    """The first view reads 4 7 with its second digit barely above a 1; the second reads 4 1 surely, and the
+    first view gives 1 nearly as much: 4 1 is the more probable under both together."""
+    z = _logits([BLANK, 4, BLANK, 7])
+    z[3, 1] = 7.9  # a 1 just below the 7 at that step
+    first, second = decode(z), decode(_logits([BLANK, 4, BLANK, 1]), shift=1)
+    assert first.labels == (4, 7) and second.labels == (4, 1)
+    assert agree(first, second, _wide_pixels(3.0)).labels == (4, 1)
+    assert agree(second, first, _wide_pixels(3.0)).labels == (4, 1)  # whichever view read it
+
+
+def test_a_narrow_blob_whose_views_disagree_on_how_many_digits_keeps_the_first_view() -> None:
+    """A blob about as wide as tall may be one doodle: a second view that reads a different number of digits
+    in it, even surely, does not replace the first view's reading (which must clear its own bars)."""
+    first = decode(_logits([BLANK, 8, BLANK, 5, BLANK, 8], sure=1.0))
+    second = decode(_logits([BLANK, 8, BLANK, BLANK, BLANK, 8]), shift=1)
+    assert agree(first, second, _wide_pixels(1.3)) is first
+    assert agree(first, second, _wide_pixels(3.0)) is second  # in a wide blob the more probable stands
+
+
+def test_the_model_reads_a_doubtful_strip_in_a_second_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    import digitkit.runtime.sequence as sequence
+
+    model = SequenceModel(SEQUENCE_MODEL)
+    seen = []
+    logits = model.logits
+    monkeypatch.setattr(model, "logits", lambda x: seen.append(np.array(x)) or logits(x))
+    strip = line_input(_blob([30, 30], height=60)).pixels
+    first = decode(logits(strip[None])[0])
+    assert not first.labels or min(first.confidences) < sequence.VIEW_SURE  # two box outlines: no sure reading
+    model.read(np.stack([strip, strip]))
+    assert [len(x) for x in seen] == [2, 2]
+    assert np.array_equal(seen[1][0][:, sequence.VIEW_SHIFT:], strip[:, :-sequence.VIEW_SHIFT])
+    monkeypatch.setattr(sequence, "VIEW_SURE", 0.0)  # every reading sure enough (or no digit, still read again)
+    seen.clear()
+    model.read(strip[None])
+    assert [len(x) for x in seen] == ([1] if first.labels else [1, 1])
+    monkeypatch.setattr(sequence, "VIEW_SHIFT", 0)
+    seen.clear()
+    model.read(strip[None])
+    assert [len(x) for x in seen] == [1]
 
 
 def _read_at(labels: list[int], frames: list[int], sure: float = 8.0):
@@ -248,7 +341,7 @@ def test_a_blob_read_surely_as_one_digit_is_still_read_whole_but_never_cut() -> 
 
 @pytest.mark.parametrize(("digit_p", "answer", "piece_p", "asked", "read"), [
     (0.6, [7, 1], 0.95, True, [7, 1]),  # doubted: a 1 inside its neighbour is read as two digits
-    (0.6, [1, 0], 0.85, True, [8]),  # ... but only if each is read surely: an open 0 read "10" stays one digit
+    (0.6, [1, 0], 0.75, True, [8]),  # ... but only if each is read surely: an open 0 read "10" stays one digit
     (0.6, None, 0.95, True, [8]),  # doubted, but the whole reading does not stand: one digit, not cut
     (0.95, [7, 1], 0.95, False, [8]),  # read surely: one digit, the sequence model is not asked
 ])
