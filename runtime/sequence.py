@@ -32,7 +32,7 @@ INK_HEIGHT = 20  # the blob's ink is scaled to this height (MNIST's 20-pixel box
 MARGIN = 4  # paper left of the ink, and the least right of it
 BLANK = 10  # the CTC blank's class index; 0-9 are the digits
 FRAMES = LINE_WIDTH // 2  # the model's output steps: one per two columns
-# Every strip is read in two views: as it is, and moved VIEW_SHIFT columns right. The network reads the columns in
+# A doubtful strip is read in two views: as it is, and moved VIEW_SHIFT columns right. The network reads columns in
 # pairs, so the second view sees every stroke at the other phase of its steps, and now and then reads the blob
 # otherwise (about 4 % of the blobs of touching training lines). Where the two disagree, the digits more probable
 # under both views together are kept (their CTC likelihoods summed: test-time augmentation, decided by the model's
@@ -40,9 +40,10 @@ FRAMES = LINE_WIDTH // 2  # the model's output steps: one per two columns
 # digits it holds, the first view's reading is kept and must clear its bars alone (taking the more probable one
 # there let a seed-5 doodle page through as "88"). Chosen on 2 000 touching lines of MNIST *training* digits
 # (benchmarks/lines.py --split train, line seeds 0 and 3) against the non-digit pages of seeds 5 and 7: digit errors
-# 216 -> 202 and 229 -> 207 (with every disagreement rescored about 6 fewer, but that doodle; a third view moved one
-# row down or three columns right 204 / 199 and 206 / 214; the two views' probabilities averaged step by step
-# instead of rescored, moved two columns: 214 / 228, one row down: 254 / 262), pages unchanged. 0: read once.
+# 216 -> 202 and 229 -> 207 with every strip read twice (with every disagreement rescored about 6 fewer, but that
+# doodle; a third view moved one row down or three columns right 204 / 199 and 206 / 214; the two views'
+# probabilities averaged step by step instead of rescored, moved two columns: 214 / 228, one row down: 254 / 262),
+# pages unchanged. 0: read once.
 # A strip whose first reading has every digit at VIEW_SURE or more is not read again: the same lines gave 203 and
 # 206 errors that way (0.95 and 0.98 the same), and the camera reads most of its strips once.
 VIEW_SHIFT = 1
