@@ -350,6 +350,8 @@ def train_lines_command(
                        ] = LineTrainConfig.context,
     init: Annotated[Path | None, typer.Option("--init", metavar="FILE", help="Start from this trained sequence "
                                               "model (.keras); blocks it lacks start as the identity.")] = None,
+    shift: Annotated[int, typer.Option("--shift", metavar="N", min=0, max=4, help="Move each training strip "
+                                       "right by 0 to N columns at random.")] = LineTrainConfig.shift,
     data_dir: DataDir = None,
 ) -> None:
     """Train the sequence model that reads touching digits whole, and convert it to int8.
@@ -367,7 +369,8 @@ def train_lines_command(
     if init is not None and not init.is_file():
         raise ToolkitError(f"--init model {init} not found")
     config = LineTrainConfig(data_dir=data_dir, out=str(out), lines=lines, epochs=epochs, seed=seed,
-                             learning_rate=learning_rate, context=context, init=str(init) if init else None)
+                             learning_rate=learning_rate, context=context, init=str(init) if init else None,
+                             shift=shift)
     result = train_lines(config, on_epoch=lambda epoch, logs: _line(
         f"training lines: epoch {epoch}/{epochs} loss {logs['loss']:.3f} validation lines read "
         f"{logs['val_lines']:.2%}, digits {logs['val_digits']:.2%}, non-digit strips silent {logs['val_silent']:.2%}"))

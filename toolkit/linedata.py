@@ -132,10 +132,14 @@ class LineSet:
 
 
 def make_lines(digits: np.ndarray, labels: np.ndarray, negatives: np.ndarray, n: int, seed: int,
-               negative_share: float = 0.2, word_share: float = 0.05) -> LineSet:
+               negative_share: float = 0.2, word_share: float = 0.05, shift: int = 0) -> LineSet:
     """``n`` strips: digit lines of 1-6 digits (2-5 most often) drawn from ``digits``/``labels``, and
-    ``negative_share`` of non-digit lines made of ``negatives`` tiles and ``word_share`` printed words."""
+    ``negative_share`` of non-digit lines made of ``negatives`` tiles and ``word_share`` printed words.
+    ``shift``: each strip moved right by 0 to ``shift`` columns at random (the network reads columns in pairs;
+    the runtime reads a doubtful strip a second time moved one column); the lines are the same whatever it is."""
     rng = np.random.default_rng(seed)
+    # their own generator, so the lines themselves are those of shift 0
+    moves = np.random.default_rng([seed, 1]).integers(0, shift + 1, n) if shift else np.zeros(n, np.int64)
     x = np.zeros((n, LINE_HEIGHT, LINE_WIDTH), np.uint8)
     y = np.zeros((n, MAX_LABELS), np.int32)
     lengths = np.zeros(n, np.int32)
@@ -154,5 +158,6 @@ def make_lines(digits: np.ndarray, labels: np.ndarray, negatives: np.ndarray, n:
             lengths[i] = k
         strip = line_input(_photo_ink(mask, rng))
         if strip is not None:
-            x[i] = strip.pixels
+            move = int(moves[i])  # the ink ends at least MARGIN columns before the strip's end
+            x[i, :, move:] = strip.pixels[:, :LINE_WIDTH - move]
     return LineSet(x, y, lengths)

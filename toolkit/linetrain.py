@@ -48,6 +48,7 @@ class LineTrainConfig:
     seed: int = 0
     context: int = 3  # residual blocks along the strip, dilated 1, 2, 4, ... (0: the first shipped network)
     init: str | None = None  # start from this trained sequence model (.keras): its layers' weights are copied
+    shift: int = 0  # training strips moved right by 0 to this many columns at random (validation strips never)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ def _data(config: LineTrainConfig) -> tuple[Any, Any]:
                          seed=config.seed + 10)
     neg_val = generate(split.x_val, families={k: max(1, v * config.val_lines // 200) for k, v in fams.items()},
                        seed=config.seed + 20)
-    train = make_lines(split.x_train, split.y_train, neg_train.x, config.lines, seed=config.seed + 1)
+    train = make_lines(split.x_train, split.y_train, neg_train.x, config.lines, seed=config.seed + 1,
+                       shift=config.shift)
     val = make_lines(split.x_val, split.y_val, neg_val.x, config.val_lines, seed=config.seed + 2)
     return train, val
 

@@ -34,6 +34,19 @@ def test_make_lines_labels_digit_strips_and_leaves_non_digit_strips_empty() -> N
     assert np.array_equal(again.x, lines.x)  # a seed makes the same strips
 
 
+def test_make_lines_moves_strips_right_by_up_to_shift_columns_and_keeps_their_ink() -> None:
+    x, y = synth_digits(200, 3)
+    plain = make_lines(x, y, np.zeros((0, 28, 28), np.uint8), 200, seed=2)
+    moved = make_lines(x, y, np.zeros((0, 28, 28), np.uint8), 200, seed=2, shift=3)
+    start = lambda s: s.any(1).argmax(1)  # noqa: E731 - each strip's first ink column
+    offsets = start(moved.x) - start(plain.x)
+    assert set(np.unique(offsets)) == {0, 1, 2, 3}  # every offset drawn, none beyond
+    assert np.array_equal(moved.labels, plain.labels)  # the same lines, only moved
+    for i in range(len(offsets)):
+        assert np.array_equal(moved.x[i, :, offsets[i]:], plain.x[i, :, :LINE_WIDTH - offsets[i]])
+        assert int(moved.x[i].sum()) == int(plain.x[i].sum())  # no ink pushed off the strip
+
+
 def test_train_lines_cli_trains_exports_an_integer_model_and_records_it(tmp_path: Path,
                                                                         synth_data_dir: Path) -> None:
     pytest.importorskip("tensorflow")
@@ -61,6 +74,7 @@ def test_train_lines_cli_trains_exports_an_integer_model_and_records_it(tmp_path
     (["--epochs", "0"], "Invalid value for '--epochs'"),
     (["--context", "-1"], "Invalid value for '--context'"),
     (["--learning-rate", "0"], "Invalid value for '--learning-rate'"),
+    (["--shift", "5"], "Invalid value for '--shift'"),
     (["--init", "m.keras"], "not found"),
 ])
 def test_train_lines_refuses_bad_options_with_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
