@@ -29,7 +29,7 @@ from digitkit.runtime.probe import marker, probe
 # SHA-256 of the models shipped in runtime/models (tests/runtime/test_model_fuzz.py keeps this current).
 TRUSTED_SHA256 = frozenset({"4816b19bc926359403a591526b582c009f82c484f88633c09af5b9ed527391ed",  # fast
                             "22f63966b3ae6b26060c6be2c8e3d620327bac7c1eaf237ddacb4cf08d7e131a",  # accurate
-                            "4266be5a8a99478df8a757028c30dfe4478ef4ef6f83c13d06bc02209851f32d"})  # sequence
+                            "6054e51c3ffebaf219852bf51e1ae03db4a968730f2e9bbe6bc70ca770e31380"})  # sequence
 _MAX_ELEMENTS = 2**31  # elements in one tensor
 _MAX_RANK = 8
 
