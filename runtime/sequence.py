@@ -123,6 +123,14 @@ def decode(logits: np.ndarray, shift: int = 0) -> SequenceRead:
     return SequenceRead(tuple(labels), tuple(frames), tuple(confs), p.astype(np.float32), shift)
 
 
+def moved(pixels: np.ndarray, columns: int) -> np.ndarray:
+    """Strips (..., LINE_HEIGHT, LINE_WIDTH) moved ``columns`` to the right, paper coming in on the left (the
+    ink ends at least MARGIN columns before a strip's end, so up to MARGIN columns lose none of it)."""
+    out = np.zeros_like(pixels)
+    out[..., columns:] = pixels[..., :pixels.shape[-1] - columns]
+    return out
+
+
 def log_likelihood(probs: np.ndarray, labels: tuple[int, ...]) -> float:
     """log P(labels | strip) under CTC: the sum over every path of steps that collapses to ``labels`` (repeats
     merged, blanks dropped), by the forward recursion over the labels with blanks between (Graves et al. 2006).
@@ -148,7 +156,7 @@ def log_likelihood(probs: np.ndarray, labels: tuple[int, ...]) -> float:
 
 
 def _ink_aspect(pixels: np.ndarray) -> float:
-    """Width / height of a strip's ink box."""
+    """Width / height of the ink box of a strip or a blob's crop (0 without ink)."""
     ys, xs = np.nonzero(pixels > 0)
     return float((np.ptp(xs) + 1) / (np.ptp(ys) + 1)) if len(xs) else 0.0
 
@@ -216,9 +224,7 @@ class SequenceModel(TFLiteRunner):
         reads = [decode(z) for z in self.logits(strips)]
         again = [i for i, r in enumerate(reads) if not r.labels or min(r.confidences) < VIEW_SURE]
         if VIEW_SHIFT and again:
-            moved = np.zeros_like(strips[again])
-            moved[:, :, VIEW_SHIFT:] = strips[again][:, :, :-VIEW_SHIFT]
-            for i, z in zip(again, self.logits(moved), strict=True):
+            for i, z in zip(again, self.logits(moved(strips[again], VIEW_SHIFT)), strict=True):
                 reads[i] = agree(reads[i], decode(z, VIEW_SHIFT), strips[i])
         return reads
 
@@ -288,8 +294,7 @@ def whole_pieces(crop: np.ndarray, strip: Strip, read: SequenceRead, piece_sure:
     piece_height = PIECE_HEIGHT if piece_height is None else piece_height
     if len(read.labels) < 2:
         return None
-    ys, xs = np.nonzero(crop > 0)
-    aspect = (np.ptp(xs) + 1) / (np.ptp(ys) + 1) if len(xs) else 0.0
+    aspect = _ink_aspect(crop)
     if min(read.confidences) < (piece_sure if aspect >= WIDE_ASPECT else max(piece_sure, narrow_sure)):
         return None
     ys = np.nonzero((crop > 0).any(1))[0]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from digitkit.runtime.sequence import LINE_HEIGHT, LINE_WIDTH, line_input
+from digitkit.runtime.sequence import LINE_HEIGHT, LINE_WIDTH, line_input, moved
 
 MAX_LABELS = 8
 HERSHEY = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
@@ -158,6 +158,5 @@ def make_lines(digits: np.ndarray, labels: np.ndarray, negatives: np.ndarray, n:
             lengths[i] = k
         strip = line_input(_photo_ink(mask, rng))
         if strip is not None:
-            move = int(moves[i])  # the ink ends at least MARGIN columns before the strip's end
-            x[i, :, move:] = strip.pixels[:, :LINE_WIDTH - move]
+            x[i] = moved(strip.pixels, int(moves[i]))
     return LineSet(x, y, lengths)
