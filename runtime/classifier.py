@@ -193,18 +193,28 @@ class DigitClassifier:
 
     def _veto(self, segments: list[Segment], rows: np.ndarray, seen: dict[int, SequenceRead] | None = None
               ) -> np.ndarray:
-        """The rows with "not a digit" set for each whole blob (not a piece of one) that the one-digit model
-        reads as a digit less surely than ``sequence.VETO_SURE`` and the sequence model reads as no digit at all
-        (:func:`digitkit.runtime.sequence.silent`); one model call for all of them that ``seen`` (readings
-        :meth:`_read_whole` already made, by segment id) does not hold."""
+        """The rows with the sequence model's second opinion on each whole blob (not a piece of one) that the
+        one-digit model reads as a digit less surely than ``sequence.VETO_SURE``, or calls "not a digit" less
+        surely than ``sequence.RESCUE_NAD``: "not a digit" set where the sequence model reads no digit at all
+        (:func:`digitkit.runtime.sequence.silent`), the two models' digit probabilities averaged where it reads
+        exactly one digit, the same, at least ``sequence.SECOND_SURE`` (a rejected one is then a digit; see
+        :func:`digitkit.runtime.sequence.second_opinion`).
+        One model call for all of them that ``seen`` (readings :meth:`_read_whole` already made, by segment id)
+        does not hold."""
         md = self.model.metadata
         if self.sequence is None or md.not_a_digit is None or not len(rows):
             return rows
-        doubted = [i for i, (s, p) in enumerate(zip(segments, rows, strict=True)) if s.crop is not None
-                   and self.is_digit(p)[1] and float(p[md.digit_indices].max()) < sequence.VETO_SURE]
+        digits = md.digit_indices
+        order = np.argsort([int(md.labels[j]) for j in digits])  # the sequence model's steps: digits 0-9 in order
+        doubted = {i for i, (s, p) in enumerate(zip(segments, rows, strict=True)) if s.crop is not None
+                   and self.is_digit(p)[1] and float(p[digits].max()) < sequence.VETO_SURE}
+        rescue = sequence.RESCUE_NAD
+        asked = doubted | ({i for i, (s, p) in enumerate(zip(segments, rows, strict=True)) if s.crop is not None
+                            and not self.is_digit(p)[1] and float(p[md.not_a_digit]) < rescue}
+                           if rescue is not None else set())
         seen = seen or {}
-        known = {i: seen[id(segments[i])] for i in doubted if id(segments[i]) in seen}
-        strips = [(i, line_input(segments[i].crop)) for i in doubted if i not in known]
+        known = {i: seen[id(segments[i])] for i in sorted(asked) if id(segments[i]) in seen}
+        strips = [(i, line_input(segments[i].crop)) for i in sorted(asked) if i not in known]
         strips = [(i, st) for i, st in strips if st is not None]
         if strips:
             known.update(zip([i for i, _ in strips], self.sequence.read(np.stack([st.pixels for _, st in strips])),
@@ -213,8 +223,13 @@ class DigitClassifier:
             return rows
         rows = rows.copy()
         for i, read in known.items():
-            if silent(read):
+            if i in doubted and silent(read):
                 rows[i, md.not_a_digit] = 1.0
+                continue
+            both = sequence.second_opinion(read, rows[i, digits][order])
+            if both is not None:
+                rows[i, np.asarray(digits)[order]] = both
+                rows[i, md.not_a_digit] = 0.0 if i not in doubted else rows[i, md.not_a_digit]
         return rows
 
     def _whole_row(self, piece: Piece) -> np.ndarray:

@@ -20,6 +20,7 @@ from digitkit.runtime.sequence import (
     frame_columns,
     line_input,
     log_likelihood,
+    second_opinion,
     silent,
     whole_pieces,
 )
@@ -415,7 +416,65 @@ def test_the_sequence_model_vetoes_a_doubtful_blob_it_reads_as_no_digit(
     out = clf._veto([seg], row)
     assert clf.sequence.strips == asked
     assert clf.is_digit(out[0])[1] is (not vetoed)
-    assert np.array_equal(out[0, :10], row[0, :10])  # the digits' probabilities are kept (--explain shows them)
+    if seq_answer is None:  # the digits' probabilities are kept (--explain shows them)
+        assert np.array_equal(out[0, :10], row[0, :10])
+
+
+class _ReadsOne:
+    """A stand-in sequence model: every strip read as the one digit ``digit``, at about ``conf``."""
+
+    def __init__(self, digit: int, conf: float) -> None:
+        self.digit, self.conf, self.strips = digit, conf, 0
+
+    def read(self, strips: np.ndarray):
+        self.strips += len(strips)
+        z = _logits([BLANK, self.digit])
+        z[1] = 0.0  # the digit's step: the digit has probability conf, the other ten classes share the rest
+        z[1, self.digit] = float(np.log(self.conf * BLANK / (1.0 - self.conf)))
+        return [decode(z) for _ in strips]
+
+
+def test_second_opinion_averages_the_two_models_only_for_one_sure_digit_they_agree_on() -> None:
+    digit_p = np.full(10, 0.02, np.float32)
+    digit_p[8] = 0.3
+    sure8 = decode(_logits([BLANK, 8]))
+    both = second_opinion(sure8, digit_p, sure=0.9)
+    assert both is not None and int(both.argmax()) == 8 and both[8] == pytest.approx((0.3 + sure8.confidences[0]) / 2)
+    assert second_opinion(decode(_logits([BLANK, 8, BLANK, 3])), digit_p, sure=0.9) is None  # two digits
+    assert second_opinion(decode(_logits([])), digit_p, sure=0.9) is None  # no digit
+    assert second_opinion(sure8, digit_p, sure=1.01) is None  # not sure enough
+    digit_p[6] = 0.6  # the one-digit model reads a 6: a sure 8 of the sequence model does not change the label
+    assert second_opinion(sure8, digit_p, sure=0.9) is None
+
+
+@needs_model
+@pytest.mark.parametrize(("digit_p", "nad", "seq", "label", "kept"), [
+    (0.3, 0.02, (6, 0.97), 6, True),  # a doubted 6 the sequence model surely reads as 6 too: their mean
+    (0.6, 0.02, (8, 0.97), 6, True),  # ... surely read as 8: the one-digit model's 6 stands (labels never change)
+    (0.95, 0.02, (8, 0.99), 6, True),  # a sure 6 is not asked
+    (0.3, 0.4, (6, 0.97), 6, True),  # called "not a digit" below RESCUE_NAD, surely read as 6: a digit
+    (0.3, 0.4, (6, 0.6), 6, False),  # ... read unsurely: stays "not a digit"
+    (0.1, 0.8, (6, 0.99), 6, False),  # surely "not a digit": not asked
+])
+def test_the_sequence_model_gives_a_doubted_lone_blob_a_second_opinion(
+        digit_p: float, nad: float, seq: tuple[int, float], label: int, kept: bool) -> None:
+    from digitkit.runtime import sequence
+    from digitkit.runtime.classifier import DigitClassifier
+    from digitkit.runtime.segment import Segment
+
+    clf = DigitClassifier()
+    clf.sequence = _ReadsOne(*seq)
+    crop = _blob([40])
+    seg = Segment(box=(0, 0, crop.shape[1], crop.shape[0]), tile=np.zeros((28, 28), np.uint8), crop=crop)
+    row = np.full((1, 11), 0.01, np.float32)
+    row[0, 6], row[0, 10] = digit_p, nad
+    out = clf._veto([seg], row)
+    asked = digit_p < sequence.VETO_SURE and nad < sequence.RESCUE_NAD
+    assert clf.sequence.strips == int(asked)
+    best, is_digit = clf.is_digit(out[0])
+    assert (best, is_digit) == (label, kept)
+    both = asked and seq[0] == 6 and seq[1] >= sequence.SECOND_SURE
+    assert out[0, 6] == pytest.approx((digit_p + seq[1]) / 2 if both else digit_p, abs=1e-3)
 
 
 class _ReadsPairs:
