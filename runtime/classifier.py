@@ -276,8 +276,9 @@ class DigitClassifier:
                         for pieces in self._read_whole(segs, seen)]
         final, rows, trace = split_touching(segments, probs, self._predict, self._digit_probs, rejected,
                                             read_whole=read_whole)
-        rows = self._veto(final, rows, seen)
-        return Candidates(segments=segments, trace=trace, final=final, rows=rows,
+        before, rows = rows, self._veto(final, rows, seen)
+        second = tuple(not np.array_equal(a, b) for a, b in zip(before, rows, strict=True))
+        return Candidates(segments=segments, trace=trace, final=final, rows=rows, second=second,
                           reading=self._reading(name, final, rows, pages=pages))
 
     def _reading(self, name: str, segments: list[Segment], probs: np.ndarray, pages: int = 1) -> Reading:

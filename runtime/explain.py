@@ -128,11 +128,14 @@ def explain(clf, image: np.ndarray) -> Explanation:  # clf: DigitClassifier (not
 
     cell = 28 * 3
     tiles = []
-    for seg, p in zip(final, rows, strict=True):
+    second = seen.second or (False,) * len(final)
+    for seg, p, asked in zip(final, rows, second, strict=True):
         label = int(p.argmax())
         ok = seg.box in kept
         tile = cv2.cvtColor(cv2.resize(seg.tile, (cell, cell), interpolation=cv2.INTER_NEAREST), cv2.COLOR_GRAY2BGR)
         name = clf._labels[label] if ok else "-"
+        if asked:  # the sequence model's second opinion changed this tile's row: vetoed, or read the same digit
+            cv2.rectangle(tile, (0, 0), (cell - 1, cell - 1), (0, 220, 255), 2)
         cv2.putText(tile, f"{name} {p[label]:.2f}", (2, cell - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                     (0, 220, 0) if ok else (0, 0, 255), 1, cv2.LINE_AA)
         tiles.append(tile)
@@ -141,7 +144,8 @@ def explain(clf, image: np.ndarray) -> Explanation:  # clf: DigitClassifier (not
         row = np.zeros((cell, _WIDTH, 3), np.uint8)
         for k, tile in enumerate(tiles[r:r + per_row]):
             row[:, k * cell:(k + 1) * cell] = tile
-        panels.append(_label(row, "tiles fed to the model: label score (- = rejected)") if r == 0 else row)
+        panels.append(_label(row, "tiles fed to the model: label score (- = rejected; yellow frame: the "
+                                         "sequence model's second opinion)") if r == 0 else row)
     return Explanation(text=reading.text, picture=np.vstack(panels))
 
 

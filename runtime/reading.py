@@ -103,10 +103,12 @@ class Reading:
 @dataclass(frozen=True)
 class Candidates:
     """How one image was read, stage by stage (what ``--explain`` draws): the candidates that went to the
-    splitter, what it tried on each (plan, chosen stretches), the final tiles, their model rows, the reading."""
+    splitter, what it tried on each (plan, chosen stretches), the final tiles, their model rows, the reading, and
+    which final tiles the sequence model's second opinion changed (vetoed, or read as the same digit)."""
 
     segments: list[Segment]
     trace: list[tuple[Any, list[int]]]
     final: list[Segment]
     rows: np.ndarray
     reading: Reading
+    second: tuple[bool, ...] = ()

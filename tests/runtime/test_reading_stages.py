@@ -147,6 +147,26 @@ def test_cli_explain_writes_one_picture_per_image(tiny_int8_tflite: Path, tmp_pa
     assert pic is not None and pic.shape[1] == 720 and pic.shape[0] > 300  # photo, ink map, cuts, tiles
 
 
+@pytest.mark.parametrize("asked", [True, False])
+def test_explain_frames_the_tiles_the_second_opinion_changed(tiny_int8_tflite: Path, asked: bool) -> None:
+    """The tiles panel frames in yellow (BGR 0, 220, 255) each tile whose reading the sequence model's second
+    opinion changed (Candidates.second), and only those."""
+    import dataclasses
+
+    from digitkit.runtime.explain import explain
+
+    clf = DigitClassifier(tiny_int8_tflite)
+    read = clf.read_candidates
+    clf.read_candidates = lambda *a, **k: dataclasses.replace(
+        (c := read(*a, **k)), second=(asked,) * len(c.final))
+    page = np.full((120, 200), 230, np.uint8)
+    page[30:90, 50:150] = np.minimum(page[30:90, 50:150], 255 - _touching_pair())
+    pic = explain(clf, page).picture
+    tiles = pic[-28 * 3:]  # the last panel row: the tiles
+    yellow = ((tiles[..., 0] == 0) & (tiles[..., 1] == 220) & (tiles[..., 2] == 255)).sum()
+    assert bool(yellow > 100) is asked
+
+
 def test_cli_explain_into_a_file_is_bad_usage(tiny_int8_tflite: Path, tmp_path: Path) -> None:
     img = tmp_path / "a.png"
     cv2.imwrite(str(img), np.full((50, 50), 255, np.uint8))

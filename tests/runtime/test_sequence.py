@@ -477,6 +477,29 @@ def test_the_sequence_model_gives_a_doubted_lone_blob_a_second_opinion(
     assert out[0, 6] == pytest.approx((digit_p + seq[1]) / 2 if both else digit_p, abs=1e-3)
 
 
+@needs_model
+@pytest.mark.parametrize(("conf", "text", "marked"), [(0.97, "6", True), (0.6, "", False)])
+def test_read_candidates_keeps_a_doubted_digit_both_models_read_and_marks_it_for_explain(
+        conf: float, text: str, marked: bool) -> None:
+    """A lone 6 the one-digit model reads at 0.3, below --min-confidence (0.35): dropped, unless the sequence model
+    surely reads the same 6; then the reading has it, and ``--explain`` marks its tile (Candidates.second)."""
+    from digitkit.runtime.classifier import DigitClassifier
+    from digitkit.runtime.segment import Segment
+
+    clf = DigitClassifier()
+    clf.sequence = _ReadsOne(6, conf)
+    crop = _blob([40])
+    tile = np.zeros((28, 28), np.uint8)
+    tile[4:24, 8:20] = 255
+    tile[8:20, 12:16] = 0
+    seg = Segment(box=(0, 0, crop.shape[1], crop.shape[0]), tile=tile, crop=crop)
+    row = np.full((1, 11), 0.01, np.float32)
+    row[0, 6], row[0, 10] = 0.3, 0.02
+    seen = clf.read_candidates("x.png", [seg], row)
+    assert seen.reading.text == text
+    assert seen.second == (marked,)
+
+
 class _ReadsPairs:
     """A stand-in sequence model: every strip read surely as the two digits 4 2 (or as nothing)."""
 
