@@ -204,17 +204,22 @@ class DigitClassifier:
         md = self.model.metadata
         if self.sequence is None or md.not_a_digit is None or not len(rows):
             return rows
-        digits = md.digit_indices
-        order = np.argsort([int(md.labels[j]) for j in digits])  # the sequence model's steps: digits 0-9 in order
-        doubted = {i for i, (s, p) in enumerate(zip(segments, rows, strict=True)) if s.crop is not None
-                   and self.is_digit(p)[1] and float(p[digits].max()) < sequence.VETO_SURE}
+        # the digit model's columns in the sequence model's order (its steps give the digits 0-9 in order)
+        cols = np.asarray(md.digit_indices)[np.argsort([int(md.labels[j]) for j in md.digit_indices])]
         rescue = sequence.RESCUE_NAD
-        asked = doubted | ({i for i, (s, p) in enumerate(zip(segments, rows, strict=True)) if s.crop is not None
-                            and not self.is_digit(p)[1] and float(p[md.not_a_digit]) < rescue}
-                           if rescue is not None else set())
+        doubted, asked = set(), []
+        for i, (s, p) in enumerate(zip(segments, rows, strict=True)):
+            if s.crop is None:
+                continue
+            if self.is_digit(p)[1]:
+                if float(p[cols].max()) < sequence.VETO_SURE:
+                    doubted.add(i)
+                    asked.append(i)
+            elif rescue is not None and float(p[md.not_a_digit]) < rescue:
+                asked.append(i)
         seen = seen or {}
-        known = {i: seen[id(segments[i])] for i in sorted(asked) if id(segments[i]) in seen}
-        strips = [(i, line_input(segments[i].crop)) for i in sorted(asked) if i not in known]
+        known = {i: seen[id(segments[i])] for i in asked if id(segments[i]) in seen}
+        strips = [(i, line_input(segments[i].crop)) for i in asked if i not in known]
         strips = [(i, st) for i, st in strips if st is not None]
         if strips:
             known.update(zip([i for i, _ in strips], self.sequence.read(np.stack([st.pixels for _, st in strips])),
@@ -226,10 +231,11 @@ class DigitClassifier:
             if i in doubted and silent(read):
                 rows[i, md.not_a_digit] = 1.0
                 continue
-            both = sequence.second_opinion(read, rows[i, digits][order])
+            both = sequence.second_opinion(read, rows[i, cols])
             if both is not None:
-                rows[i, np.asarray(digits)[order]] = both
-                rows[i, md.not_a_digit] = 0.0 if i not in doubted else rows[i, md.not_a_digit]
+                rows[i, cols] = both
+                if i not in doubted:  # rescued: both models read this digit
+                    rows[i, md.not_a_digit] = 0.0
         return rows
 
     def _whole_row(self, piece: Piece) -> np.ndarray:
