@@ -19,7 +19,7 @@ import numpy as np
 
 from digitkit.runtime import sequence
 from digitkit.runtime.context import MIN_LINE_BEFORE_SPLIT, text_lines
-from digitkit.runtime.deskew import upright
+from digitkit.runtime.deskew import ROW_MIN_DIGITS, turned_row, upright
 from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.images import load_image, read_image
 from digitkit.runtime.inputs import IMAGE_SUFFIXES, ReadError, check_output_folder, expand_paths
@@ -50,9 +50,22 @@ HELD_IMAGE_BYTES = 64 << 20
 
 
 Source = str | os.PathLike[str] | np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class _Retry:
+    """What a second try at a picture read as no digit starts from: the ink map its candidates were found on
+    (rules removed), the same thresholded lower (None when its noise allows no lower floor), and the working
+    size's scale."""
+
+    found: InkMap
+    fainter: InkMap | None
+    scale: float
+
+
 # One image waiting for its batch of tiles: (its name and page count, or why it failed), its candidates, its
-# image (kept for --save-annotated), and the ink map and scale a second, fainter try would start from.
-_Pending = tuple[Any, list[Segment], np.ndarray | None, tuple[InkMap, float] | None]
+# image (kept for --save-annotated), and what a second try would start from (None for a tile or a failure).
+_Pending = tuple[Any, list[Segment], np.ndarray | None, _Retry | None]
 
 
 class DigitClassifier:
@@ -92,22 +105,25 @@ class DigitClassifier:
         """The digit candidates of one image, left to right, as MNIST-normalised tiles."""
         return self.stages(image)[1]
 
-    def stages(self, image: np.ndarray, faint: bool = False) -> tuple[InkMap | None, list[Segment]]:
+    def stages(self, image: np.ndarray, faint: bool = False, turned: bool = False
+               ) -> tuple[InkMap | None, list[Segment]]:
         """The ink map (None for a picture that already is a tile; at the working size, see ``max_side``)
         and the digit candidates of one image: what ``segment`` returns and ``--explain`` draws.
 
-        ``faint``: the second try for a picture the first reading found no digit in: the ink map thresholded
-        at the lower floor its paper's local noise allows (:meth:`InkMap.fainter`); no candidates when the
-        noise did not set the threshold."""
+        The second tries for a picture the first reading found no digit in (no candidates where a try does not
+        apply): ``faint``, the ink map thresholded at the lower floor its paper's local noise allows
+        (:meth:`InkMap.fainter`; none when the noise did not set the threshold); ``turned``, the picture turned
+        by the slope of its biggest candidate's ink (:func:`digitkit.runtime.deskew.turned_row`)."""
         inkmap, scale, tile = self._ink(image)
         if inkmap is None:
-            return None, [] if faint else tile
+            return None, [] if faint or turned else tile
         if faint:
             fainter = inkmap.fainter()
             if fainter is None:
                 return inkmap, []
             inkmap = fainter
-        return self._find(inkmap, scale)
+        found, segments = self._find(inkmap, scale)
+        return (found, self._turned(found, segments, scale)) if turned else (found, segments)
 
     def _ink(self, image: np.ndarray) -> tuple[InkMap | None, float, list[Segment]]:
         """(the ink map at the working size, that size's scale, []), or (None, 1.0, the tile's candidates) for a
@@ -134,11 +150,24 @@ class DigitClassifier:
             otsu, _ = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
             inkmap = dataclasses.replace(inkmap, ink=ink, threshold=int(max(otsu, inkmap.floor)))
         segments = find_digits(inkmap.ink, inkmap.threshold, self.config.segment)
-        segments = upright(inkmap, segments, self.config.segment)
-        if scale < 1.0:  # boxes to the original's pixels; a crop's origin stays in the working picture's
-            segments = [dataclasses.replace(s, box=tuple(round(v / scale) for v in s.box), px=1.0 / scale)
-                        for s in segments]
-        return inkmap, segments
+        return inkmap, self._to_original(upright(inkmap, segments, self.config.segment), scale)
+
+    @staticmethod
+    def _to_original(segments: list[Segment], scale: float) -> list[Segment]:
+        """Boxes found at the working size -> the original's pixels; a crop's origin stays in the working
+        picture's."""
+        if scale >= 1.0:
+            return segments
+        return [dataclasses.replace(s, box=tuple(round(v / scale) for v in s.box), px=1.0 / scale) for s in segments]
+
+    def _turned(self, found: InkMap, segments: list[Segment], scale: float) -> list[Segment]:
+        """The candidates ``segments`` (found on ``found``) found again with the picture turned by the slope of the
+        biggest one's ink (:func:`digitkit.runtime.deskew.turned_row`); [] where that does not apply, or where
+        the first candidates were turned already."""
+        if any(s.back is not None for s in segments):
+            return []
+        boxes = [tuple(round(v * scale) for v in s.box) if scale < 1.0 else s.box for s in segments]
+        return self._to_original(turned_row(found, boxes, self.config.segment), scale)
 
     def _predict(self, tiles: np.ndarray) -> np.ndarray:
         return self.model.predict_proba(tiles, batch_size=max(len(tiles), 1))
@@ -330,7 +359,7 @@ class DigitClassifier:
             pending.append((item, segments, img if keep_images else None, retry))
             n_tiles += len(segments)
             held += img.nbytes if keep_images and img is not None else 0
-            held += retry[0].ink.nbytes if retry is not None else 0
+            held += retry.found.ink.nbytes if retry is not None else 0
             img = None  # only `pending` holds it: not alive beside the next image while that one is decoded
             # Also bounded in images and bytes: blank pages and bad files add no tiles, and must not pile up
             # (with their decoded images when keep_images) until a batch of tiles fills.
@@ -340,8 +369,8 @@ class DigitClassifier:
         yield from self._flush(pending, keep_images)
 
     def _prepare(self, i: int, src: Source | ReadError, keep_images: bool) -> _Pending:
-        """One source -> ((its name, its page count), its digit candidates, its image, what a second, fainter
-        try would start from (None if there is none)), or (ReadError, [], None, None)."""
+        """One source -> ((its name, its page count), its digit candidates, its image, what a second try would
+        start from (None for a tile)), or (ReadError, [], None, None)."""
         if isinstance(src, ReadError):
             return src, [], None, None
         name = f"<array {i}>" if isinstance(src, np.ndarray) else os.fspath(src)
@@ -354,8 +383,8 @@ class DigitClassifier:
             inkmap, scale, tile = self._ink(img)
             if inkmap is None:
                 return (name, pages), tile, img, None
-            fainter = inkmap.fainter()
-            return (name, pages), self._find(inkmap, scale)[1], img, None if fainter is None else (fainter, scale)
+            found, segments = self._find(inkmap, scale)
+            return (name, pages), segments, img, _Retry(found, inkmap.fainter(), scale)
         except InferenceError as exc:
             return ReadError(name, str(exc).removeprefix(f"{name}: ")), [], None, None
         except OSError as exc:  # a permission problem, a file gone since it was listed
@@ -381,11 +410,23 @@ class DigitClassifier:
             yield (result, img) if keep_images else result
 
     def _second_tries(self, pending: list[_Pending], results: list[Reading | ReadError]) -> None:
-        """Read again, at the fainter threshold, the pictures whose noise set the threshold and whose first
-        reading found no digit (a faint pen on grainy paper); keep the second reading if it finds digits.
-        One batch of tiles for all of them."""
-        again = [(k, self._find(*retry)[1]) for k, (_, _, _, retry) in enumerate(pending)
-                 if retry is not None and isinstance(results[k], Reading) and not results[k].digits]
+        """Read again the pictures whose first reading found no digit, in two tries, each one batch of tiles for
+        all the pictures it applies to. First at the fainter threshold, where the noise set the threshold (a faint
+        pen on grainy paper), kept if it finds digits; then, for those still without one, turned by the slope
+        of the biggest candidate's ink (a row of touching digits at a slope: :func:`deskew.turned_row`), kept if
+        it finds a row of at least ``deskew.ROW_MIN_DIGITS`` digits."""
+        def empty(k: int) -> bool:
+            return isinstance(results[k], Reading) and not results[k].digits
+
+        self._read_again([(k, self._find(r.fainter, r.scale)[1]) for k, (_, _, _, r) in enumerate(pending)
+                          if r is not None and r.fainter is not None and empty(k)], results, 1)
+        self._read_again([(k, self._turned(r.found, segs, r.scale)) for k, (_, segs, _, r) in enumerate(pending)
+                          if r is not None and empty(k)], results, ROW_MIN_DIGITS)
+
+    def _read_again(self, again: list[tuple[int, list[Segment]]], results: list[Reading | ReadError],
+                    least: int) -> None:
+        """Read the candidates of a second try for each (index in ``results``, candidates) of ``again``; a
+        reading of at least ``least`` digits replaces the first."""
         tiles = [s.tile for _, segs in again for s in segs]
         if not tiles:
             return
@@ -395,7 +436,7 @@ class DigitClassifier:
             first = results[k]
             second = self.read_candidates(first.path, segs, probs[at:at + len(segs)], pages=first.pages).reading
             at += len(segs)
-            if second.digits:
+            if len(second.digits) >= least:
                 results[k] = second
 
     def probabilities(self, image: Source) -> tuple[list[Segment], np.ndarray]:

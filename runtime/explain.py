@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from digitkit.runtime.deskew import ROW_MIN_DIGITS
 from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.fileio import write_new
 
@@ -59,9 +60,10 @@ def _whole_panel(seg, pieces: list) -> np.ndarray:
     return _label(canvas, f"blob at {seg.box}: read whole as {text} by the sequence model (not cut)")
 
 
-def _read(clf, image: np.ndarray, faint: bool):
-    """(ink map, candidates, what ``read_candidates`` saw) for the first or the second, fainter reading."""
-    inkmap, segs = clf.stages(image, faint=faint)
+def _read(clf, image: np.ndarray, faint: bool = False, turned: bool = False):
+    """(ink map, candidates, what ``read_candidates`` saw) for the first reading or a second try (fainter, or
+    turned by the slope of the biggest candidate's ink)."""
+    inkmap, segs = clf.stages(image, faint=faint, turned=turned)
     probs = clf._predict(np.stack([s.tile for s in segs])) if segs else np.zeros((0, len(clf._labels)))
     return inkmap, segs, clf.read_candidates("", segs, probs)
 
@@ -70,13 +72,18 @@ def explain(clf, image: np.ndarray) -> Explanation:  # clf: DigitClassifier (not
     """Read one image with ``clf`` and draw every stage of the reading."""
     bgr = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     bgr = bgr[:, :, :3].astype(np.uint8) if bgr.dtype != np.uint8 else bgr[:, :, :3]
-    inkmap, segs, seen = _read(clf, image, faint=False)
+    inkmap, segs, seen = _read(clf, image)
     second = ""
     if not seen.reading.digits:  # as classify does: a picture the first reading finds no digit in is read again
         fainter = _read(clf, image, faint=True)
         if fainter[2].reading.digits:
             inkmap, segs, seen = fainter
             second = "second, fainter reading: "
+    if not seen.reading.digits:
+        turned = _read(clf, image, turned=True)
+        if len(turned[2].reading.digits) >= ROW_MIN_DIGITS:
+            inkmap, segs, seen = turned
+            second = "second reading, turned by the biggest blob's slope: "
     final, rows, trace, reading = seen.final, seen.rows, seen.trace, seen.reading
     dropped = [s for s in segs if not any(s is t for t in seen.segments)]  # lines of text
     segs = seen.segments

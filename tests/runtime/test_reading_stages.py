@@ -4,6 +4,7 @@ dynamic programme of the touching-digit splitter, the "not a digit" column, and 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -325,3 +326,81 @@ def test_marks_of_mixed_heights_along_one_line_are_one_line() -> None:
     # Two lines of digits one above the other (heights overlap by less than half) stay two lines.
     two = [(10, 100, 25, 40), (40, 104, 25, 40), (10, 125, 25, 40), (40, 128, 25, 40)]
     assert [sorted(line) for line in lines_of(two)] == [[0, 1], [2, 3]]
+
+
+def _pair_at(angle: float) -> np.ndarray:
+    """Two touching rings at ``angle`` degrees: one blob, too short a row for ``upright`` to turn."""
+    ink = np.zeros((400, 500), np.uint8)
+    t = np.deg2rad(angle)
+    for k in range(2):
+        _ring(ink, int(200 + TOUCHING * k * np.cos(t)), int(220 - TOUCHING * k * np.sin(t)), 22, 36)
+    return ink
+
+
+def test_turned_row_turns_a_short_steep_row_the_first_look_leaves_alone() -> None:
+    from digitkit.runtime.deskew import turned_row, upright
+    from digitkit.runtime.preprocess import InkMap
+    from digitkit.runtime.segment import SegmentConfig
+
+    ink = _pair_at(25.0)
+    inkmap = InkMap(ink=ink, polarity="dark-on-light", threshold=100, noise=1.0)
+    first = find_digits(ink, 100)
+    assert len(first) == 1 and upright(inkmap, first, SegmentConfig()) is first  # the first look: not a row
+    segs = turned_row(inkmap, [s.box for s in first], SegmentConfig())
+    assert segs and all(s.back is not None for s in segs)
+    x, y, w, h = first[0].box
+    for s in segs:  # boxes back in the picture's pixels (around the turned box), centred on the pair
+        sx, sy, sw, sh = s.box
+        assert x <= sx + sw / 2 <= x + w and y <= sy + sh / 2 <= y + h
+
+
+def test_turned_row_leaves_level_ink_narrow_blobs_and_pages_of_marks_alone() -> None:
+    from digitkit.runtime.deskew import ROW_MAX_CANDIDATES, turned_row
+    from digitkit.runtime.preprocess import InkMap
+    from digitkit.runtime.segment import SegmentConfig
+
+    level = _pair_at(0.0)
+    inkmap = InkMap(ink=level, polarity="dark-on-light", threshold=100, noise=1.0)
+    assert turned_row(inkmap, [s.box for s in find_digits(level, 100)], SegmentConfig()) == []
+    steep = _pair_at(25.0)
+    inkmap = InkMap(ink=steep, polarity="dark-on-light", threshold=100, noise=1.0)
+    (x, y, w, h), = [s.box for s in find_digits(steep, 100)]
+    assert turned_row(inkmap, [(x, y, w, h)], SegmentConfig())
+    assert turned_row(inkmap, [(x, y, int(0.7 * h), h)], SegmentConfig()) == []  # taller than a row
+    more = [(x, y, w, h)] + [(400 + 10 * k, 20, 5, 5) for k in range(ROW_MAX_CANDIDATES)]
+    assert turned_row(inkmap, more, SegmentConfig()) == []  # several candidates show their own slope
+
+
+@pytest.mark.parametrize(("digits", "kept"), [(1, False), (2, True)])
+def test_a_picture_read_as_nothing_is_read_again_turned_and_kept_only_as_a_row(
+        tiny_int8_tflite: Path, digits: int, kept: bool) -> None:
+    from digitkit.runtime import classifier as module
+    from digitkit.runtime.preprocess import InkMap
+    from digitkit.runtime.reading import Candidates, Digit, Reading
+
+    clf = DigitClassifier(model_path=tiny_int8_tflite, read_whole=False)
+    inkmap = InkMap(ink=np.zeros((10, 10), np.uint8), polarity="dark-on-light", threshold=100, noise=1.0)
+    tile = np.zeros((28, 28), np.uint8)
+    first_segs = [Segment(box=(0, 0, 9, 9), tile=tile)]
+    turned = [Segment(box=(0, 0, 4, 9), tile=tile), Segment(box=(5, 0, 4, 9), tile=tile)]
+    asked: list[tuple[Any, Any, float]] = []
+
+    def fake_turned(found: Any, segs: Any, scale: float) -> list[Segment]:
+        asked.append((found, segs, scale))
+        return turned
+
+    def fake_read(name: str, segs: list[Segment], probs: np.ndarray, pages: int = 1) -> Candidates:
+        read = tuple(Digit(label=7, confidence=0.99, box=s.box) for s in segs[:digits])
+        return Candidates(segments=segs, trace=[], final=segs, rows=probs,
+                          reading=Reading(path=name, text="7" * len(read), digits=read, pages=pages))
+
+    clf._turned = fake_turned  # type: ignore[method-assign]
+    clf.read_candidates = fake_read  # type: ignore[method-assign]
+    nothing = Reading(path="p.png", text="", digits=())
+    some = Reading(path="q.png", text="1", digits=(Digit(label=1, confidence=0.9, box=(0, 0, 9, 9)),))
+    results: list[Any] = [nothing, some]
+    retry = module._Retry(found=inkmap, fainter=None, scale=1.0)
+    clf._second_tries([(("p.png", 1), first_segs, None, retry), (("q.png", 1), first_segs, None, retry)], results)
+    assert asked == [(inkmap, first_segs, 1.0)]  # only the picture read as nothing is tried again
+    assert results[1] is some
+    assert (results[0].text == "77") if kept else (results[0] is nothing)
