@@ -136,6 +136,14 @@ def row_like(inkmap: InkMap, box: tuple[int, int, int, int]) -> bool:
     return bool(spread[1] >= ROW_ELONGATION ** 2 * max(spread[0], 1e-9) and abs(angle) <= MAX_ANGLE)
 
 
+def _found_turned(inkmap: InkMap, angle: float, config: SegmentConfig) -> list[Segment]:
+    """The candidates found on ``inkmap`` turned by ``angle`` degrees: boxes back in the ink map's pixels, crops in
+    the turned picture's, with the way back in ``Segment.back``."""
+    turned, back = rotate(inkmap.ink, angle)
+    found = find_digits(turned, inkmap.threshold, config)
+    return [dataclasses.replace(s, box=box_back(s.box, back), back=back) for s in found]
+
+
 def upright(inkmap: InkMap, segments: list[Segment], config: SegmentConfig) -> list[Segment]:
     """The candidates again, found on the ink map turned upright when the first ones hint at a tilted line
     (boxes in the ink map's pixels; crops in the turned picture's, with the way back in ``Segment.back``)."""
@@ -155,9 +163,7 @@ def upright(inkmap: InkMap, segments: list[Segment], config: SegmentConfig) -> l
     angle = ink_slope(binary) if len(segments) == 1 else profile_angle(binary, hint, 12.0)
     if abs(angle) < MIN_ANGLE:
         return segments
-    turned, back = rotate(inkmap.ink, angle)
-    found = find_digits(turned, inkmap.threshold, config)
-    return [dataclasses.replace(s, box=box_back(s.box, back), back=back) for s in found]
+    return _found_turned(inkmap, angle, config)
 
 
 # A picture read as no digit at all, whose candidates were not turned: a row of touching digits at a slope the
@@ -189,6 +195,4 @@ def turned_row(inkmap: InkMap, boxes: list[tuple[int, int, int, int]], config: S
     angle = ink_slope((inkmap.ink[y:y + h, x:x + w] >= inkmap.threshold).astype(np.uint8))
     if abs(angle) < MIN_ANGLE:
         return []
-    turned, back = rotate(inkmap.ink, angle)
-    found = find_digits(turned, inkmap.threshold, config)
-    return [dataclasses.replace(s, box=box_back(s.box, back), back=back) for s in found]
+    return _found_turned(inkmap, angle, config)
