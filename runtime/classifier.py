@@ -62,6 +62,11 @@ class _Retry:
     fainter: InkMap | None
     scale: float
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes it holds: the two ink maps are one array unless rules were removed from ``found``."""
+        return sum({id(m.ink): m.ink.nbytes for m in (self.found, self.fainter) if m is not None}.values())
+
 
 # One image waiting for its batch of tiles: (its name and page count, or why it failed), its candidates, its
 # image (kept for --save-annotated), and what a second try would start from (None for a tile or a failure).
@@ -359,7 +364,7 @@ class DigitClassifier:
             pending.append((item, segments, img if keep_images else None, retry))
             n_tiles += len(segments)
             held += img.nbytes if keep_images and img is not None else 0
-            held += retry.found.ink.nbytes if retry is not None else 0
+            held += retry.nbytes if retry is not None else 0
             img = None  # only `pending` holds it: not alive beside the next image while that one is decoded
             # Also bounded in images and bytes: blank pages and bad files add no tiles, and must not pile up
             # (with their decoded images when keep_images) until a batch of tiles fills.

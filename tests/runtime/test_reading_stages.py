@@ -404,3 +404,18 @@ def test_a_picture_read_as_nothing_is_read_again_turned_and_kept_only_as_a_row(
     assert asked == [(inkmap, first_segs, 1.0)]  # only the picture read as nothing is tried again
     assert results[1] is some
     assert (results[0].text == "77") if kept else (results[0] is nothing)
+
+
+def test_a_waiting_picture_counts_each_ink_map_it_holds_once() -> None:
+    """classify's batch bounds the bytes it holds (HELD_IMAGE_BYTES): the ink map the candidates were found on
+    and the one a fainter try starts from are one array unless rules were removed, then two."""
+    import dataclasses
+
+    from digitkit.runtime.classifier import _Retry
+    from digitkit.runtime.preprocess import InkMap
+
+    ink = InkMap(ink=np.zeros((100, 100), np.uint8), polarity="dark-on-light", threshold=100, noise=1.0)
+    ruled_out = dataclasses.replace(ink, ink=np.zeros((100, 100), np.uint8))
+    assert _Retry(found=ink, fainter=None, scale=1.0).nbytes == 10_000
+    assert _Retry(found=ink, fainter=ink, scale=1.0).nbytes == 10_000
+    assert _Retry(found=ruled_out, fainter=ink, scale=1.0).nbytes == 20_000
