@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import cv2
@@ -54,13 +54,14 @@ Source = str | os.PathLike[str] | np.ndarray
 
 @dataclasses.dataclass(frozen=True)
 class _Retry:
-    """What a second try at a picture read as no digit starts from: the ink map its candidates were found on
-    (rules removed), the same thresholded lower (None when its noise allows no lower floor), and the working
-    size's scale."""
+    """What a second try at a picture the first reading did not settle starts from: the ink map its candidates
+    were found on (rules removed), the same thresholded lower (None when its noise allows no lower floor), the
+    working size's scale, and the lone candidate as found level when the first reading turned it."""
 
     found: InkMap
     fainter: InkMap | None
     scale: float
+    level: tuple[Segment, ...] = ()  # the lone candidate as found level, when the first reading turned it
 
     @property
     def nbytes(self) -> int:
@@ -110,24 +111,27 @@ class DigitClassifier:
         """The digit candidates of one image, left to right, as MNIST-normalised tiles."""
         return self.stages(image)[1]
 
-    def stages(self, image: np.ndarray, faint: bool = False, turned: bool = False
+    def stages(self, image: np.ndarray, faint: bool = False, turned: bool = False, level: bool = False
                ) -> tuple[InkMap | None, list[Segment]]:
         """The ink map (None for a picture that already is a tile; at the working size, see ``max_side``)
         and the digit candidates of one image: what ``segment`` returns and ``--explain`` draws.
 
-        The second tries for a picture the first reading found no digit in (no candidates where a try does not
-        apply): ``faint``, the ink map thresholded at the lower floor its paper's local noise allows
-        (:meth:`InkMap.fainter`; none when the noise did not set the threshold); ``turned``, the picture turned
-        by the slope of its biggest candidate's ink (:func:`digitkit.runtime.deskew.turned_row`)."""
+        The second tries (no candidates where a try does not apply; see :meth:`_second_tries`): ``level``, the
+        lone candidate as found level, when the first look turned it upright; ``faint``, the ink map
+        thresholded at the lower floor its paper's local noise allows (:meth:`InkMap.fainter`; none when the
+        noise did not set the threshold); ``turned``, the picture turned by the slope of its biggest candidate's
+        ink (:func:`digitkit.runtime.deskew.turned_row`)."""
         inkmap, scale, tile = self._ink(image)
         if inkmap is None:
-            return None, [] if faint or turned else tile
+            return None, [] if faint or turned or level else tile
         if faint:
             fainter = inkmap.fainter()
             if fainter is None:
                 return inkmap, []
             inkmap = fainter
-        found, segments = self._find(inkmap, scale)
+        found, segments, first = self._find_both(inkmap, scale)
+        if level:
+            return found, first
         return (found, self._turned(found, segments, scale)) if turned else (found, segments)
 
     def _ink(self, image: np.ndarray) -> tuple[InkMap | None, float, list[Segment]]:
@@ -150,12 +154,20 @@ class DigitClassifier:
 
     def _find(self, inkmap: InkMap, scale: float) -> tuple[InkMap, list[Segment]]:
         """An ink map at the working size -> (the ink map without its rules, the digit candidates)."""
+        found, segments, _ = self._find_both(inkmap, scale)
+        return found, segments
+
+    def _find_both(self, inkmap: InkMap, scale: float) -> tuple[InkMap, list[Segment], list[Segment]]:
+        """:meth:`_find`, and the lone candidate as it was found level when the candidates were turned upright
+        from it (a bet that the blob is a row of touching digits: see :meth:`_second_tries`), else []."""
         ink, removed = remove_rules(inkmap.ink, inkmap.threshold)
         if removed.any():  # Otsu split the rules (often the darkest ink) from the rest: split what is left
             otsu, _ = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
             inkmap = dataclasses.replace(inkmap, ink=ink, threshold=int(max(otsu, inkmap.floor)))
         segments = find_digits(inkmap.ink, inkmap.threshold, self.config.segment)
-        return inkmap, self._to_original(upright(inkmap, segments, self.config.segment), scale)
+        turned = upright(inkmap, segments, self.config.segment)
+        level = segments if len(segments) == 1 and turned is not segments else []
+        return inkmap, self._to_original(turned, scale), self._to_original(level, scale)
 
     @staticmethod
     def _to_original(segments: list[Segment], scale: float) -> list[Segment]:
@@ -388,8 +400,8 @@ class DigitClassifier:
             inkmap, scale, tile = self._ink(img)
             if inkmap is None:
                 return (name, pages), tile, img, None
-            found, segments = self._find(inkmap, scale)
-            return (name, pages), segments, img, _Retry(found, inkmap.fainter(), scale)
+            found, segments, level = self._find_both(inkmap, scale)
+            return (name, pages), segments, img, _Retry(found, inkmap.fainter(), scale, tuple(level))
         except InferenceError as exc:
             return ReadError(name, str(exc).removeprefix(f"{name}: ")), [], None, None
         except OSError as exc:  # a permission problem, a file gone since it was listed
@@ -415,23 +427,38 @@ class DigitClassifier:
             yield (result, img) if keep_images else result
 
     def _second_tries(self, pending: list[_Pending], results: list[Reading | ReadError]) -> None:
-        """Read again the pictures whose first reading found no digit, in two tries, each one batch of tiles for
-        all the pictures it applies to. First at the fainter threshold, where the noise set the threshold (a faint
-        pen on grainy paper), kept if it finds digits; then, for those still without one, turned by the slope
-        of the biggest candidate's ink (a row of touching digits at a slope: :func:`deskew.turned_row`), kept if
-        it finds a row of at least ``deskew.ROW_MIN_DIGITS`` digits."""
+        """Read again the pictures a first reading did not settle, in three tries, each one batch of tiles for
+        all the pictures it applies to:
+
+        - a lone candidate the first reading turned upright (:func:`deskew.upright`: a bet that a blob whose ink
+          runs along a slope is a row of touching digits) where that found no row (fewer than
+          ``deskew.ROW_MIN_DIGITS`` digits): read as it was found, level, kept if it finds more digits. A lone
+          digit with a long stroke (a 5's flag, a 7's bar) is as elongated as a short row, and turned it read as
+          "not a digit";
+        - a picture still without a digit, at the fainter threshold, where the noise set the threshold (a faint
+          pen on grainy paper), kept if it finds digits;
+        - one still without a digit, turned by the slope of the biggest candidate's ink (a row of touching digits
+          at a slope: :func:`deskew.turned_row`), kept if it finds a row of at least ``ROW_MIN_DIGITS`` digits."""
         def empty(k: int) -> bool:
             return isinstance(results[k], Reading) and not results[k].digits
 
+        def no_row(k: int) -> bool:
+            return isinstance(results[k], Reading) and len(results[k].digits) < ROW_MIN_DIGITS
+
+        self._read_again([(k, list(r.level)) for k, (_, _, _, r) in enumerate(pending)
+                          if r is not None and r.level and no_row(k)], results,
+                         lambda first, second: len(second.digits) > len(first.digits))
         self._read_again([(k, self._find(r.fainter, r.scale)[1]) for k, (_, _, _, r) in enumerate(pending)
-                          if r is not None and r.fainter is not None and empty(k)], results, 1)
+                          if r is not None and r.fainter is not None and empty(k)], results,
+                         lambda first, second: bool(second.digits))
         self._read_again([(k, self._turned(r.found, segs, r.scale)) for k, (_, segs, _, r) in enumerate(pending)
-                          if r is not None and empty(k)], results, ROW_MIN_DIGITS)
+                          if r is not None and empty(k)], results,
+                         lambda first, second: len(second.digits) >= ROW_MIN_DIGITS)
 
     def _read_again(self, again: list[tuple[int, list[Segment]]], results: list[Reading | ReadError],
-                    least: int) -> None:
-        """Read the candidates of a second try for each (index in ``results``, candidates) of ``again``; a
-        reading of at least ``least`` digits replaces the first."""
+                    better: Callable[[Reading, Reading], bool]) -> None:
+        """Read the candidates of a second try for each (index in ``results``, candidates) of ``again``; the
+        second reading replaces the first where ``better(first, second)``."""
         tiles = [s.tile for _, segs in again for s in segs]
         if not tiles:
             return
@@ -441,7 +468,7 @@ class DigitClassifier:
             first = results[k]
             second = self.read_candidates(first.path, segs, probs[at:at + len(segs)], pages=first.pages).reading
             at += len(segs)
-            if len(second.digits) >= least:
+            if better(first, second):
                 results[k] = second
 
     def probabilities(self, image: Source) -> tuple[list[Segment], np.ndarray]:

@@ -60,10 +60,10 @@ def _whole_panel(seg, pieces: list) -> np.ndarray:
     return _label(canvas, f"blob at {seg.box}: read whole as {text} by the sequence model (not cut)")
 
 
-def _read(clf, image: np.ndarray, faint: bool = False, turned: bool = False):
-    """(ink map, candidates, what ``read_candidates`` saw) for the first reading or a second try (fainter, or
-    turned by the slope of the biggest candidate's ink)."""
-    inkmap, segs = clf.stages(image, faint=faint, turned=turned)
+def _read(clf, image: np.ndarray, faint: bool = False, turned: bool = False, level: bool = False):
+    """(ink map, candidates, what ``read_candidates`` saw) for the first reading or a second try (a lone blob
+    the first look turned read level, fainter, or turned by the slope of the biggest candidate's ink)."""
+    inkmap, segs = clf.stages(image, faint=faint, turned=turned, level=level)
     probs = clf._predict(np.stack([s.tile for s in segs])) if segs else np.zeros((0, len(clf._labels)))
     return inkmap, segs, clf.read_candidates("", segs, probs)
 
@@ -74,7 +74,12 @@ def explain(clf, image: np.ndarray) -> Explanation:  # clf: DigitClassifier (not
     bgr = bgr[:, :, :3].astype(np.uint8) if bgr.dtype != np.uint8 else bgr[:, :, :3]
     inkmap, segs, seen = _read(clf, image)
     second = ""
-    if not seen.reading.digits:  # as classify does: a picture the first reading finds no digit in is read again
+    if len(seen.reading.digits) < ROW_MIN_DIGITS:  # as classify does (DigitClassifier._second_tries)
+        level = _read(clf, image, level=True)
+        if len(level[2].reading.digits) > len(seen.reading.digits):
+            inkmap, segs, seen = level
+            second = "second reading, level (the lone blob not turned): "
+    if not seen.reading.digits:
         fainter = _read(clf, image, faint=True)
         if fainter[2].reading.digits:
             inkmap, segs, seen = fainter

@@ -139,6 +139,45 @@ def test_a_digit_broken_across_two_blobs_of_one_line_joins_them() -> None:
     assert len(apart) == 4, apart
 
 
+def test_a_fives_flag_drawn_apart_joins_its_body_and_a_dash_beside_a_digit_does_not() -> None:
+    """The flag sits at the top and reaches out to the right: the union is 1.3 heights wide, wider than the
+    1.1 a digit gets, yet one digit. A mark of the same size at mid-height (a dash) stays apart."""
+    def body() -> np.ndarray:
+        ink = np.zeros((300, 400), np.uint8)
+        cv2.polylines(ink, [np.array([(110, 100), (104, 150), (123, 150)], np.int32)], False, 255, 8)  # stem
+        cv2.ellipse(ink, (135, 180), (35, 32), 0, -110, 150, 255, 8)  # and bowl, one stroke
+        return ink
+
+    five = body()
+    cv2.line(five, (160, 104), (245, 96), 255, 8)  # the flag, drawn apart from the stem, out to the right
+    boxes = [s.box for s in find_digits(five, 100)]
+    assert len(boxes) == 1, boxes
+    x, y, w, h = boxes[0]
+    assert x <= 106 and x + w >= 245 and w > 1.1 * h, boxes
+    dash = body()
+    cv2.line(dash, (185, 150), (250, 150), 255, 8)  # a dash at mid-height, just after the digit
+    assert [s.box[0] + s.box[2] for s in find_digits(dash, 100)] == [175]  # the digit alone, dash not joined
+
+
+def test_the_two_interlocking_halves_of_a_lone_broken_digit_are_one_and_two_lines_stay_apart() -> None:
+    """A lone 5 broken across the middle: its top half (stem and flag) and its bowl overlap in rows and columns,
+    and together are taller than either, the tallest candidate. Two digits, one above the other, do not overlap
+    in rows: they stay two."""
+    ink = np.zeros((300, 300), np.uint8)
+    cv2.line(ink, (100, 60), (180, 60), 255, 8)  # flag
+    cv2.line(ink, (100, 60), (96, 140), 255, 8)  # stem reaching below the bowl's top
+    cv2.ellipse(ink, (140, 185), (48, 55), 0, -100, 150, 255, 8)  # the bowl, starting above the stem's end
+    found = find_digits(ink, 100)
+    parts = find_digits(ink, 100, SegmentConfig(join_overlap=None))
+    assert len(found) == 1, [s.box for s in found]
+    assert found[0].box[3] > 1.15 * 115, found[0].box  # taller than the bowl, the tallest part
+    two = np.zeros((400, 300), np.uint8)
+    cv2.rectangle(two, (100, 40), (160, 140), 255, 8)
+    cv2.rectangle(two, (100, 170), (160, 270), 255, 8)
+    assert len(find_digits(two, 100)) == 2
+    assert len(parts) == 1  # join_overlap off: the rule does not depend on it
+
+
 @settings(max_examples=40, deadline=None)
 @given(h=st.integers(5, 200), w=st.integers(2, 200), seed=st.integers(0, 10_000))
 def test_mnist_normalisation_box_and_centre_of_mass(h: int, w: int, seed: int) -> None:

@@ -419,3 +419,57 @@ def test_a_waiting_picture_counts_each_ink_map_it_holds_once() -> None:
     assert _Retry(found=ink, fainter=None, scale=1.0).nbytes == 10_000
     assert _Retry(found=ink, fainter=ink, scale=1.0).nbytes == 10_000
     assert _Retry(found=ruled_out, fainter=ink, scale=1.0).nbytes == 20_000
+
+
+def test_the_lone_blob_is_kept_as_found_level_only_when_the_first_look_turned_it(tiny_int8_tflite: Path) -> None:
+    from digitkit.runtime.preprocess import InkMap
+
+    clf = DigitClassifier(model_path=tiny_int8_tflite, read_whole=False)
+    steep = InkMap(ink=_tilted_rings(30.0, TOUCHING)[0], polarity="dark-on-light", threshold=100, noise=1.0)
+    _, turned, level = clf._find_both(steep, 1.0)
+    assert turned and all(s.back is not None for s in turned)
+    assert len(level) == 1 and level[0].back is None  # the blob as found, for the level second try
+    assert level[0].box == find_digits(steep.ink, 100)[0].box
+    flat = InkMap(ink=_tilted_rings(0.0, TOUCHING)[0], polarity="dark-on-light", threshold=100, noise=1.0)
+    _, segs, level = clf._find_both(flat, 1.0)
+    assert segs and all(s.back is None for s in segs) and level == []  # nothing turned: nothing to try level
+    assert clf.stages(cv2.bitwise_not(steep.ink), level=True)[1][0].box == find_digits(steep.ink, 100)[0].box
+
+
+@pytest.mark.parametrize(("first", "level", "kept"), [(0, 1, True), (1, 2, True), (1, 1, False), (1, 0, False)])
+def test_a_turned_lone_blob_that_gave_no_row_is_read_level_and_kept_with_more_digits(
+        tiny_int8_tflite: Path, first: int, level: int, kept: bool) -> None:
+    """A lone digit with a long stroke (a 5's flag) is turned upright like a short row, and read as nothing; read
+    level it is a digit. A turned blob that reads as a row (2 digits or more) is not read again."""
+    from digitkit.runtime import classifier as module
+    from digitkit.runtime.preprocess import InkMap
+    from digitkit.runtime.reading import Candidates, Digit, Reading
+
+    clf = DigitClassifier(model_path=tiny_int8_tflite, read_whole=False)
+    inkmap = InkMap(ink=np.zeros((10, 10), np.uint8), polarity="dark-on-light", threshold=100, noise=1.0)
+    tile = np.zeros((28, 28), np.uint8)
+    lone = Segment(box=(0, 0, 9, 9), tile=tile)
+    asked: list[str] = []
+
+    def fake_read(name: str, segs: list[Segment], probs: np.ndarray, pages: int = 1) -> Candidates:
+        asked.append(name)
+        read = tuple(Digit(label=5, confidence=0.9, box=(k, 0, 1, 1)) for k in range(level))
+        return Candidates(segments=segs, trace=[], final=segs, rows=probs,
+                          reading=Reading(path=name, text="5" * len(read), digits=read, pages=pages))
+
+    clf.read_candidates = fake_read  # type: ignore[method-assign]
+    clf._turned = lambda found, segs, scale: []  # type: ignore[method-assign]  # only the level try here
+
+    def reading(name: str, n: int) -> Reading:
+        return Reading(path=name, text="7" * n, digits=tuple(Digit(label=7, confidence=0.9, box=(k, 0, 1, 1))
+                                                           for k in range(n)))
+
+    turned, row, untouched = reading("p.png", first), reading("r.png", 2), reading("u.png", first)
+    results: list[Any] = [turned, row, untouched]
+    with_level = module._Retry(found=inkmap, fainter=None, scale=1.0, level=(lone,))
+    pending = [(("p.png", 1), [lone], None, with_level), (("r.png", 1), [lone, lone], None, with_level),
+               (("u.png", 1), [lone], None, module._Retry(found=inkmap, fainter=None, scale=1.0))]
+    clf._second_tries(pending, results)
+    assert asked[:1] == ["p.png"]  # a row, and a blob that was not turned, are not read level
+    assert results[1] is row and results[2] is untouched
+    assert (results[0].text == "5" * level) if kept else (results[0] is turned)
