@@ -5,6 +5,7 @@ ink in a row, blur, sensor noise, JPEG. Some pages are blank. A second set holds
 stars, scribbles, letters...) to measure what ``--min-confidence`` rejects.
 
     python benchmarks/photos.py quality   --model runs/seed/int8.tflite [--n 400] [--dev]
+    python benchmarks/photos.py quality   --crop-height 24   (tight crops: the number 24 px tall)
     python benchmarks/photos.py rejection --model runs/seed/int8.tflite [--n 400]
 
 The development slice (``--dev``: test digits 0-999, seed 0) is the only one looked at while tuning;
@@ -190,16 +191,40 @@ def test_digits(data_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return d.x_test, d.y_test
 
 
-def photo_set(x: np.ndarray, y: np.ndarray, n: int, seed: int, blank_every: int = 10, max_tilt: float = 0.0):
+def photo_set(x: np.ndarray, y: np.ndarray, n: int, seed: int, blank_every: int = 10, max_tilt: float = 0.0,
+              crop_height: int = 0):
     """``n`` (photo, true text) pairs; every ``blank_every``-th photo is a blank page (text ""). With
-    ``max_tilt`` each number is written at a slope of up to that many degrees either way."""
+    ``max_tilt`` each number is written at a slope of up to that many degrees either way; with ``crop_height``
+    each photo is cut tight around its number and scaled so the number is that many pixels tall
+    (:func:`tight_crop`)."""
     rng = np.random.default_rng(seed)
     for i in range(n):
         k = 0 if i % blank_every == blank_every - 1 else int(rng.integers(1, 5))
         idx = rng.integers(0, len(x), k)
         angle = float(rng.uniform(-max_tilt, max_tilt)) if max_tilt else 0.0
-        photo, _ = make_photo([x[j] for j in idx], rng, angle=angle)
+        photo, boxes = make_photo([x[j] for j in idx], rng, angle=angle)
+        if crop_height:
+            photo = tight_crop(photo, boxes, crop_height)
         yield photo, "".join(str(int(y[j])) for j in idx)
+
+
+def tight_crop(photo: np.ndarray, boxes: list[tuple[int, int, int, int]], height: int) -> np.ndarray:
+    """A tight crop of a level photo: the digits' boxes and a quarter of their height round them, scaled (area
+    average) so the digits are ``height`` px tall, then saved as JPEG (quality 85) again. A blank page gives
+    its middle, 4 x 1.5 line heights of 100 px, scaled the same way."""
+    h, w = photo.shape[:2]
+    if boxes:
+        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+    else:
+        x0, y0, x1, y1 = w // 2 - 200, h // 2 - 50, w // 2 + 200, h // 2 + 50
+    m = (y1 - y0) // 4
+    crop = photo[max(0, y0 - m):min(h, y1 + m), max(0, x0 - m):min(w, x1 + m)]
+    f = height / (y1 - y0)
+    small = cv2.resize(crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))),
+                       interpolation=cv2.INTER_AREA)
+    ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -276,7 +301,7 @@ class QualityResult:
 
 
 def quality(model: str, data_dir: str, n: int, dev: bool, min_confidence: float | None,
-            show_errors: int = 0, max_tilt: float = 0.0) -> QualityResult:
+            show_errors: int = 0, max_tilt: float = 0.0, crop_height: int = 0) -> QualityResult:
     sys.path.insert(0, str(REPO))
     from digitkit.runtime.classifier import ClassifyConfig, DigitClassifier
 
@@ -285,12 +310,13 @@ def quality(model: str, data_dir: str, n: int, dev: bool, min_confidence: float 
     cfg = ClassifyConfig(model_path=model, threads=1) if min_confidence is None else \
         ClassifyConfig(model_path=model, threads=1, min_confidence=min_confidence)
     clf = DigitClassifier(config=cfg)
-    t = read_all(clf, photo_set(x, y, n, seed, max_tilt=max_tilt), show_errors, "/tmp/digitkit_photo_errors",
-                 "photo", ".jpg")
+    t = read_all(clf, photo_set(x, y, n, seed, max_tilt=max_tilt, crop_height=crop_height), show_errors,
+                 "/tmp/digitkit_photo_errors", "photo", ".jpg")
     return QualityResult(images=n, exact=t.exact / n, digit_accuracy=1 - t.dist / max(t.total, 1),
                          blank_pages=t.blanks, digits_on_blank_pages=t.on_blank, seconds_per_photo=t.seconds / n,
                          min_confidence=clf.config.min_confidence, model=model,
-                         subset=subset + (f", tilted up to {max_tilt:g} deg" if max_tilt else ""))
+                         subset=subset + (f", tilted up to {max_tilt:g} deg" if max_tilt else "")
+                         + (f", tight crops {crop_height} px tall" if crop_height else ""))
 
 
 def rejection(model: str, data_dir: str, n: int, thresholds: tuple[float, ...]) -> dict[str, object]:
@@ -347,10 +373,15 @@ def main() -> None:
     ap.add_argument("--min-confidence", type=float)
     ap.add_argument("--show-errors", type=int, default=0)
     ap.add_argument("--tilt", type=float, default=0.0, help="write each number at a slope of up to this many degrees")
+    ap.add_argument("--crop-height", type=int, default=0,
+                    help="cut each photo tight round its number, scaled so the number is this many px tall")
     ap.add_argument("--out", help="write the result as JSON here")
     a = ap.parse_args()
+    if a.crop_height and a.tilt:
+        ap.error("--crop-height cuts round the level number: not with --tilt")
     if a.what == "quality":
-        res = quality(a.model, a.data_dir, a.n, a.dev, a.min_confidence, a.show_errors, a.tilt).to_dict()
+        res = quality(a.model, a.data_dir, a.n, a.dev, a.min_confidence, a.show_errors, a.tilt,
+                      a.crop_height).to_dict()
         res["bars"] = {"exact>=0.95": res["exact"] >= 0.95, "digits>=0.97": res["digit_accuracy"] >= 0.97,
                        "blank==0": res["digits_on_blank_pages"] == 0}
     else:

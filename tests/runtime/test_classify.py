@@ -23,7 +23,7 @@ from digitkit.runtime.classifier import ClassifyConfig, ReadError, Reading, expa
 from digitkit.runtime.preprocess import mnist_normalise
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from photos import make_photo, make_shapes_photo  # noqa: E402
+from photos import make_photo, make_shapes_photo, tight_crop  # noqa: E402
 
 runner = CliRunner()
 
@@ -97,6 +97,21 @@ def test_numpy_arrays_gray_bgr_and_inverted(clf: DigitClassifier, good_tiles: di
     assert clf.classify(photo).text == want
     assert clf.classify(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)).text == want
     assert clf.classify(cv2.bitwise_not(photo)).text == want  # light ink on a dark board
+
+
+@pytest.mark.parametrize("height", [24, 32])
+def test_a_tight_crop_only_24_px_tall_reads_as_the_photo_does(clf: DigitClassifier,
+                                                              good_tiles: dict[int, list[np.ndarray]],
+                                                              height: int) -> None:
+    """Issue 12's smallest layout: a crop cut round the number, the digits 24 px tall, JPEG-saved."""
+    rng = np.random.default_rng(8)
+    digits = sorted(good_tiles)[:3]
+    photo, boxes = make_photo([good_tiles[d][0] for d in digits], rng)
+    crop = tight_crop(photo, boxes, height)
+    assert crop.shape[0] == pytest.approx(1.5 * height, abs=2) and crop.shape[0] < 60
+    assert clf.classify(crop).text == clf.classify(photo).text == "".join(map(str, digits))
+    blank, _ = make_photo([], rng)
+    assert clf.classify(tight_crop(blank, [], height)).text == ""  # a crop of blank paper
 
 
 def test_mnist_tiles_reach_the_model_unharmed(clf: DigitClassifier, tmp_path: Path) -> None:
