@@ -156,12 +156,13 @@ def find_digits(ink: np.ndarray, threshold: int, config: SegmentConfig | None = 
             # 300 tilted 267 -> 268; the non-digit pages of seeds 5 and 7 and the development photos unchanged.
             small, big = (ba, bb) if ba[3] < bb[3] else (bb, ba)
             flag = fragment and small[3] < 0.5 * big[3] and small[1] + small[3] / 2 < y + h / 3
-            interlocked = stacked and min(ba[1] + ba[3], bb[1] + bb[3]) > max(ba[1], bb[1])
+            rows_shared = min(ba[1] + ba[3], bb[1] + bb[3]) > max(ba[1], bb[1])
+            interlocked = stacked and rows_shared
             digit_shaped = w <= (1.4 if flag else 1.1) * h and (interlocked or h <= 1.15 * ref)
             if digit_shaped and (stacked or fragment):
                 groups.union(a, b)
             elif cfg.join_overlap is not None and h <= 1.15 * ref and (stacked or overlap >= cfg.join_overlap * ref) \
-                    and min(ba[1] + ba[3], bb[1] + bb[3]) > max(ba[1], bb[1]):
+                    and rows_shared:
                 # Wider than a digit, but one above the other in the same line: a digit broken in two with each
                 # part touching a different neighbour (a 5's flag on the next digit, its bowl on the last). Read
                 # apart, both blobs read that digit; as one blob it is read once.
