@@ -69,6 +69,42 @@ class _Retry:
         return sum({id(m.ink): m.ink.nbytes for m in (self.found, self.fainter) if m is not None}.values())
 
 
+@dataclasses.dataclass(frozen=True)
+class SecondTry:
+    """One second try at a picture the first reading did not settle (see ``DigitClassifier._second_tries``), said
+    once here for ``classify`` and ``--explain`` alike: ``name`` (``DigitClassifier.stages(again=name)``), ``asks``
+    whether a reading leaves the picture open to it, ``find`` its (ink map, candidates) from what the first look
+    kept (the classifier, the picture's ``_Retry``, its first candidates; [] where the try does not apply), and
+    ``keeps`` whether its reading (second) replaces the one before (first)."""
+
+    name: str
+    asks: Callable[[Reading], bool]
+    find: Callable[[Any, _Retry, list[Segment]], tuple[InkMap, list[Segment]]]
+    keeps: Callable[[Reading, Reading], bool]
+
+
+# In this order, each on what the tries before it left:
+# - "level": a lone candidate the first reading turned upright (deskew.upright: a bet that a blob whose ink runs
+#   along a slope is a row of touching digits) where that found no row: read as it was found, level, kept if it
+#   finds more digits. A lone digit with a long stroke (a 5's flag, a 7's bar) is as elongated as a short row,
+#   and turned it read as "not a digit";
+# - "faint": a picture still without a digit, at the fainter threshold where the noise set the threshold (a
+#   faint pen on grainy paper), kept if it finds digits;
+# - "turned": one still without a digit, turned by the slope of the biggest candidate's ink (a row of touching
+#   digits at a slope: deskew.turned_row), kept if it finds a row of at least ROW_MIN_DIGITS digits.
+SECOND_TRIES = (
+    SecondTry("level", lambda r: len(r.digits) < ROW_MIN_DIGITS,
+              lambda clf, r, segs: (r.found, list(r.level)),
+              lambda first, second: len(second.digits) > len(first.digits)),
+    SecondTry("faint", lambda r: not r.digits,
+              lambda clf, r, segs: clf._find(r.fainter, r.scale) if r.fainter is not None else (r.found, []),
+              lambda first, second: bool(second.digits)),
+    SecondTry("turned", lambda r: not r.digits,
+              lambda clf, r, segs: (r.found, clf._turned(r.found, segs, r.scale)),
+              lambda first, second: len(second.digits) >= ROW_MIN_DIGITS),
+)
+
+
 # One image waiting for its batch of tiles: (its name and page count, or why it failed), its candidates, its
 # image (kept for --save-annotated), and what a second try would start from (None for a tile or a failure).
 _Pending = tuple[Any, list[Segment], np.ndarray | None, _Retry | None]
@@ -111,28 +147,22 @@ class DigitClassifier:
         """The digit candidates of one image, left to right, as MNIST-normalised tiles."""
         return self.stages(image)[1]
 
-    def stages(self, image: np.ndarray, faint: bool = False, turned: bool = False, level: bool = False
-               ) -> tuple[InkMap | None, list[Segment]]:
+    def stages(self, image: np.ndarray, again: str | None = None) -> tuple[InkMap | None, list[Segment]]:
         """The ink map (None for a picture that already is a tile; at the working size, see ``max_side``)
         and the digit candidates of one image: what ``segment`` returns and ``--explain`` draws.
 
-        The second tries (no candidates where a try does not apply; see :meth:`_second_tries`): ``level``, the
-        lone candidate as found level, when the first look turned it upright; ``faint``, the ink map
-        thresholded at the lower floor its paper's local noise allows (:meth:`InkMap.fainter`; none when the
-        noise did not set the threshold); ``turned``, the picture turned by the slope of its biggest candidate's
-        ink (:func:`digitkit.runtime.deskew.turned_row`)."""
+        ``again``: the candidates of the second try of that name instead (``SECOND_TRIES``; [] where it does not
+        apply), found as ``classify`` finds them."""
         inkmap, scale, tile = self._ink(image)
         if inkmap is None:
-            return None, [] if faint or turned or level else tile
-        if faint:
-            fainter = inkmap.fainter()
-            if fainter is None:
-                return inkmap, []
-            inkmap = fainter
-        found, segments, first = self._find_both(inkmap, scale)
-        if level:
-            return found, first
-        return (found, self._turned(found, segments, scale)) if turned else (found, segments)
+            return None, tile if again is None else []
+        found, segments, level = self._find_both(inkmap, scale)
+        if again is None:
+            return found, segments
+        tries = {t.name: t for t in SECOND_TRIES}
+        if again not in tries:
+            raise ValueError(f"no second try named {again!r}; the tries are {list(tries)}")
+        return tries[again].find(self, _Retry(found, inkmap.fainter(), scale, tuple(level)), segments)
 
     def _ink(self, image: np.ndarray) -> tuple[InkMap | None, float, list[Segment]]:
         """(the ink map at the working size, that size's scale, []), or (None, 1.0, the tile's candidates) for a
@@ -427,33 +457,12 @@ class DigitClassifier:
             yield (result, img) if keep_images else result
 
     def _second_tries(self, pending: list[_Pending], results: list[Reading | ReadError]) -> None:
-        """Read again the pictures a first reading did not settle, in three tries, each one batch of tiles for
-        all the pictures it applies to:
-
-        - a lone candidate the first reading turned upright (:func:`deskew.upright`: a bet that a blob whose ink
-          runs along a slope is a row of touching digits) where that found no row (fewer than
-          ``deskew.ROW_MIN_DIGITS`` digits): read as it was found, level, kept if it finds more digits. A lone
-          digit with a long stroke (a 5's flag, a 7's bar) is as elongated as a short row, and turned it read as
-          "not a digit";
-        - a picture still without a digit, at the fainter threshold, where the noise set the threshold (a faint
-          pen on grainy paper), kept if it finds digits;
-        - one still without a digit, turned by the slope of the biggest candidate's ink (a row of touching digits
-          at a slope: :func:`deskew.turned_row`), kept if it finds a row of at least ``ROW_MIN_DIGITS`` digits."""
-        def empty(k: int) -> bool:
-            return isinstance(results[k], Reading) and not results[k].digits
-
-        def no_row(k: int) -> bool:
-            return isinstance(results[k], Reading) and len(results[k].digits) < ROW_MIN_DIGITS
-
-        self._read_again([(k, list(r.level)) for k, (_, _, _, r) in enumerate(pending)
-                          if r is not None and r.level and no_row(k)], results,
-                         lambda first, second: len(second.digits) > len(first.digits))
-        self._read_again([(k, self._find(r.fainter, r.scale)[1]) for k, (_, _, _, r) in enumerate(pending)
-                          if r is not None and r.fainter is not None and empty(k)], results,
-                         lambda first, second: bool(second.digits))
-        self._read_again([(k, self._turned(r.found, segs, r.scale)) for k, (_, segs, _, r) in enumerate(pending)
-                          if r is not None and empty(k)], results,
-                         lambda first, second: len(second.digits) >= ROW_MIN_DIGITS)
+        """Read again the pictures a first reading did not settle: each of ``SECOND_TRIES`` in turn, one batch of
+        tiles for all the pictures it asks for."""
+        for again in SECOND_TRIES:
+            tried = [(k, again.find(self, r, segs)[1]) for k, (_, segs, _, r) in enumerate(pending)
+                     if r is not None and isinstance(results[k], Reading) and again.asks(results[k])]
+            self._read_again([(k, segs) for k, segs in tried if segs], results, again.keeps)  # no candidates: no try
 
     def _read_again(self, again: list[tuple[int, list[Segment]]], results: list[Reading | ReadError],
                     better: Callable[[Reading, Reading], bool]) -> None:

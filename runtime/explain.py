@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from digitkit.runtime.deskew import ROW_MIN_DIGITS
+from digitkit.runtime.classifier import SECOND_TRIES
 from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.fileio import write_new
 
@@ -60,10 +60,14 @@ def _whole_panel(seg, pieces: list) -> np.ndarray:
     return _label(canvas, f"blob at {seg.box}: read whole as {text} by the sequence model (not cut)")
 
 
-def _read(clf, image: np.ndarray, faint: bool = False, turned: bool = False, level: bool = False):
-    """(ink map, candidates, what ``read_candidates`` saw) for the first reading or a second try (a lone blob
-    the first look turned read level, fainter, or turned by the slope of the biggest candidate's ink)."""
-    inkmap, segs = clf.stages(image, faint=faint, turned=turned, level=level)
+# How the picture names a second try (DigitClassifier's SECOND_TRIES) whose reading replaced the first.
+_SECOND = {"level": "second reading, level (the lone blob not turned): ", "faint": "second, fainter reading: ",
+           "turned": "second reading, turned by the biggest blob's slope: "}
+
+
+def _read(clf, image: np.ndarray, again: str | None = None):
+    """(ink map, candidates, what ``read_candidates`` saw) for the first reading or the second try ``again``."""
+    inkmap, segs = clf.stages(image, again=again)
     probs = clf._predict(np.stack([s.tile for s in segs])) if segs else np.zeros((0, len(clf._labels)))
     return inkmap, segs, clf.read_candidates("", segs, probs)
 
@@ -74,21 +78,12 @@ def explain(clf, image: np.ndarray) -> Explanation:  # clf: DigitClassifier (not
     bgr = bgr[:, :, :3].astype(np.uint8) if bgr.dtype != np.uint8 else bgr[:, :, :3]
     inkmap, segs, seen = _read(clf, image)
     second = ""
-    if len(seen.reading.digits) < ROW_MIN_DIGITS:  # as classify does (DigitClassifier._second_tries)
-        level = _read(clf, image, level=True)
-        if len(level[2].reading.digits) > len(seen.reading.digits):
-            inkmap, segs, seen = level
-            second = "second reading, level (the lone blob not turned): "
-    if not seen.reading.digits:
-        fainter = _read(clf, image, faint=True)
-        if fainter[2].reading.digits:
-            inkmap, segs, seen = fainter
-            second = "second, fainter reading: "
-    if not seen.reading.digits:
-        turned = _read(clf, image, turned=True)
-        if len(turned[2].reading.digits) >= ROW_MIN_DIGITS:
-            inkmap, segs, seen = turned
-            second = "second reading, turned by the biggest blob's slope: "
+    for again in SECOND_TRIES:  # as classify does (DigitClassifier._second_tries)
+        if again.asks(seen.reading):
+            tried = _read(clf, image, again=again.name)
+            if again.keeps(seen.reading, tried[2].reading):
+                inkmap, segs, seen = tried
+                second = _SECOND.get(again.name, f"second reading ({again.name}): ")
     final, rows, trace, reading = seen.final, seen.rows, seen.trace, seen.reading
     dropped = [s for s in segs if not any(s is t for t in seen.segments)]  # lines of text
     segs = seen.segments

@@ -68,7 +68,7 @@ def test_no_second_try_when_the_noise_did_not_set_the_threshold(clf: DigitClassi
     img = np.full((120, 160), 200, np.uint8)
     cv2.ellipse(img, (80, 60), (20, 35), 0, 0, 360, 40, 6)  # a clear dark 0 on clean paper
     assert ink_map(img).faint_floor is None
-    assert clf.stages(img, faint=True)[1] == []
+    assert clf.stages(img, again="faint")[1] == []
     assert clf.classify(img).text == "0"
 
 

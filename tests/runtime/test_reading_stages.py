@@ -433,7 +433,7 @@ def test_the_lone_blob_is_kept_as_found_level_only_when_the_first_look_turned_it
     flat = InkMap(ink=_tilted_rings(0.0, TOUCHING)[0], polarity="dark-on-light", threshold=100, noise=1.0)
     _, segs, level = clf._find_both(flat, 1.0)
     assert segs and all(s.back is None for s in segs) and level == []  # nothing turned: nothing to try level
-    assert clf.stages(cv2.bitwise_not(steep.ink), level=True)[1][0].box == find_digits(steep.ink, 100)[0].box
+    assert clf.stages(cv2.bitwise_not(steep.ink), again="level")[1][0].box == find_digits(steep.ink, 100)[0].box
 
 
 @pytest.mark.parametrize(("first", "level", "kept"), [(0, 1, True), (1, 2, True), (1, 1, False), (1, 0, False)])
@@ -473,3 +473,20 @@ def test_a_turned_lone_blob_that_gave_no_row_is_read_level_and_kept_with_more_di
     assert asked[:1] == ["p.png"]  # a row, and a blob that was not turned, are not read level
     assert results[1] is row and results[2] is untouched
     assert (results[0].text == "5" * level) if kept else (results[0] is turned)
+
+
+def test_the_second_tries_are_said_once_for_classify_and_explain(tiny_int8_tflite: Path) -> None:
+    """classify and --explain loop over one table of second tries; explain has a caption for each, and a try
+    that is not in the table is an error, not a silent first reading."""
+    from digitkit.runtime.classifier import SECOND_TRIES
+    from digitkit.runtime.explain import _SECOND
+
+    assert [t.name for t in SECOND_TRIES] == ["level", "faint", "turned"]
+    assert set(_SECOND) == {t.name for t in SECOND_TRIES}
+    clf = DigitClassifier(model_path=tiny_int8_tflite, read_whole=False)
+    page = np.full((60, 90), 255, np.uint8)
+    cv2.line(page, (20, 10), (22, 50), 0, 4)
+    assert len(clf.stages(page)[1]) == 1
+    assert clf.stages(page, again="level")[1] == []  # a lone stroke not turned: nothing to read level
+    with pytest.raises(ValueError, match="no second try named 'sideways'"):
+        clf.stages(page, again="sideways")
