@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from digitkit.runtime.classifier import SECOND_TRIES
+from digitkit.runtime.classifier import SECOND_TRIES, DigitClassifier
 from digitkit.runtime.errors import InferenceError
 from digitkit.runtime.fileio import write_new
 
@@ -65,14 +65,14 @@ _SECOND = {"level": "second reading, level (the lone blob not turned): ", "faint
            "turned": "second reading, turned by the biggest blob's slope: "}
 
 
-def _read(clf, image: np.ndarray, again: str | None = None):
+def _read(clf: DigitClassifier, image: np.ndarray, again: str | None = None):
     """(ink map, candidates, what ``read_candidates`` saw) for the first reading or the second try ``again``."""
     inkmap, segs = clf.stages(image, again=again)
     probs = clf._predict(np.stack([s.tile for s in segs])) if segs else np.zeros((0, len(clf._labels)))
     return inkmap, segs, clf.read_candidates("", segs, probs)
 
 
-def explain(clf, image: np.ndarray) -> Explanation:  # clf: DigitClassifier (not imported: it imports us)
+def explain(clf: DigitClassifier, image: np.ndarray) -> Explanation:
     """Read one image with ``clf`` and draw every stage of the reading."""
     bgr = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     bgr = bgr[:, :, :3].astype(np.uint8) if bgr.dtype != np.uint8 else bgr[:, :, :3]
@@ -170,7 +170,7 @@ class ExplainWriter:
         self.folder = Path(folder)
         self._next: dict[str, int] = {}
 
-    def write(self, clf, path: str, image: np.ndarray) -> Path:
+    def write(self, clf: DigitClassifier, path: str, image: np.ndarray) -> Path:
         """Explain how ``clf`` reads ``image`` and save the picture; return the written path."""
         picture = explain(clf, image).picture
         stem = (Path(path).stem if not path.startswith("<") else "array") + ".explain"
