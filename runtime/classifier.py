@@ -103,6 +103,7 @@ SECOND_TRIES = (
               lambda clf, r, segs: (r.found, clf._turned(r.found, segs, r.scale)),
               lambda first, second: len(second.digits) >= ROW_MIN_DIGITS),
 )
+_TRY_NAMED = {t.name: t for t in SECOND_TRIES}
 
 
 # One image waiting for its batch of tiles: (its name and page count, or why it failed), its candidates, its
@@ -153,16 +154,23 @@ class DigitClassifier:
 
         ``again``: the candidates of the second try of that name instead (``SECOND_TRIES``; [] where it does not
         apply), found as ``classify`` finds them."""
+        retry, segments = self._look(image)
+        if retry is None:
+            return None, segments if again is None else []
+        if again is None:
+            return retry.found, segments
+        if again not in _TRY_NAMED:
+            raise ValueError(f"no second try named {again!r}; the tries are {list(_TRY_NAMED)}")
+        return _TRY_NAMED[again].find(self, retry, segments)
+
+    def _look(self, image: np.ndarray) -> tuple[_Retry | None, list[Segment]]:
+        """The first look at one image, as ``classify`` and ``stages`` take it: (what a second try would start
+        from, its digit candidates), or (None, the tile's candidates) for a picture that already is a tile."""
         inkmap, scale, tile = self._ink(image)
         if inkmap is None:
-            return None, tile if again is None else []
+            return None, tile
         found, segments, level = self._find_both(inkmap, scale)
-        if again is None:
-            return found, segments
-        tries = {t.name: t for t in SECOND_TRIES}
-        if again not in tries:
-            raise ValueError(f"no second try named {again!r}; the tries are {list(tries)}")
-        return tries[again].find(self, _Retry(found, inkmap.fainter(), scale, tuple(level)), segments)
+        return _Retry(found, inkmap.fainter(), scale, tuple(level)), segments
 
     def _ink(self, image: np.ndarray) -> tuple[InkMap | None, float, list[Segment]]:
         """(the ink map at the working size, that size's scale, []), or (None, 1.0, the tile's candidates) for a
@@ -427,11 +435,8 @@ class DigitClassifier:
             else:
                 loaded = load_image(src, keep_images, self.config.max_pixels)
                 img, pages = loaded.image, loaded.pages
-            inkmap, scale, tile = self._ink(img)
-            if inkmap is None:
-                return (name, pages), tile, img, None
-            found, segments, level = self._find_both(inkmap, scale)
-            return (name, pages), segments, img, _Retry(found, inkmap.fainter(), scale, tuple(level))
+            retry, segments = self._look(img)
+            return (name, pages), segments, img, retry
         except InferenceError as exc:
             return ReadError(name, str(exc).removeprefix(f"{name}: ")), [], None, None
         except OSError as exc:  # a permission problem, a file gone since it was listed
