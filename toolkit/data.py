@@ -79,8 +79,11 @@ def _open_idx(path: Path) -> tuple[BinaryIO, int]:
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     if fh.read(2) == b"\x1f\x8b":  # gzip magic, whatever the file is called
-        fh.seek(0)
-        return gzip.GzipFile(fileobj=fh, mode="rb"), size  # type: ignore[return-value]
+        fh.close()  # a GzipFile given a file object never closes it: let it open (and close) its own
+        try:
+            return gzip.open(path, "rb"), size  # type: ignore[return-value]
+        except OSError as exc:
+            raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     fh.seek(0)
     return fh, size
 
