@@ -54,14 +54,6 @@ def test_train_unknown_arch_exits_2_with_one_line(tmp_path: Path, synth_data_dir
     assert result.stdout == ""  # refused before any progress bar is drawn
 
 
-def test_train_unknown_precision_exits_2_with_one_line(tmp_path: Path, synth_data_dir: Path) -> None:
-    result = runner.invoke(app, ["train", "--out", str(tmp_path / "x.keras"), "--precision", "half",
-                                 "--data-dir", str(synth_data_dir)])
-    assert result.exit_code == 2
-    assert result.stderr.strip() == "error: unknown precision 'half'; choose one of: auto, float32, bfloat16"
-    assert result.stdout == "" and not list(tmp_path.iterdir())
-
-
 def test_progress_is_one_line_per_epoch_in_a_log_file(tmp_path: Path, synth_data_dir: Path) -> None:
     """Redirected to a file, training prints a plain line per epoch (rich's live bar would stay frozen until
     the end), and no library line reaches the log."""

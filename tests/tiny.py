@@ -22,12 +22,11 @@ def have_tensorflow() -> bool:
 
 def train_tiny_keras(out: Path, data_dir: Path, not_a_digit: bool = True) -> Path:
     """Train the seed architecture for two short epochs on the synthetic data; save it as ``out`` (.keras).
-    ``not_a_digit=False`` makes a digits-only (10-output) model. In float32 on every machine (the default
-    precision follows the CPU), so the models the runtime's tests read with are the same everywhere."""
+    ``not_a_digit=False`` makes a digits-only (10-output) model."""
     from digitkit.toolkit.train import train
 
     train(out=str(out), arch="seed", epochs=2, batch_size=64, data_dir=str(data_dir), augment=False,
-          not_a_digit=not_a_digit, precision="float32")
+          not_a_digit=not_a_digit)
     return out
 
 

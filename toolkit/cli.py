@@ -70,10 +70,6 @@ def train(
     seed: Annotated[int, typer.Option("--seed", metavar="N")] = TrainConfig.seed,
     data_dir: DataDir = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Turn off random affine augmentation.")] = False,
-    precision: Annotated[str, typer.Option(
-        "--precision", metavar="NAME",
-        help="auto (bfloat16 where the CPU has it natively, else float32), float32 or bfloat16; the saved model "
-             "is float32 either way.")] = TrainConfig.precision,
 ) -> None:
     """Train a float CNN on MNIST and save it with its training record (FILE.json).
 
@@ -83,7 +79,7 @@ def train(
     from digitkit.toolkit.train import train as run_train
 
     config = TrainConfig(out=str(out), arch=arch, epochs=epochs, batch_size=batch_size, seed=seed,
-                         data_dir=data_dir, augment=not no_augment, precision=precision)
+                         data_dir=data_dir, augment=not no_augment)
     check_config(config)  # a bad --arch fails here, before any progress is drawn
 
     def metrics(logs: dict[str, float]) -> str:
@@ -113,7 +109,7 @@ def train(
         ("model", result.model_path), ("training record", result.sidecar_path),
         ("parameters", f"{result.params:,}"), ("MACs", f"{result.macs:,}"),
         ("train / val / test images", f"{result.train_size} / {result.val_size} / {result.test_size}"),
-        ("epochs", str(result.epochs)), ("seed", str(result.seed)), ("precision", result.precision),
+        ("epochs", str(result.epochs)), ("seed", str(result.seed)),
         ("validation accuracy", f"{result.val_accuracy:.2%}"), ("test accuracy", f"{result.test_accuracy:.2%}"),
         ("training time", f"{result.train_seconds:.0f} s"),
     ])

@@ -101,7 +101,7 @@ def write_report(out: Path, config: PipelineConfig, train: TrainResult, conv: Co
             ("train / validation / test images", f"{train.train_size} / {train.val_size} / {train.test_size}"),
             ("epochs, seed", f"{train.epochs}, {train.seed}"),
             ("validation / test accuracy", f"{_pct(train.val_accuracy)} / {_pct(train.test_accuracy)}"),
-            ("training time", f"{train.train_seconds:.0f} s, in {train.precision}"),
+            ("training time", f"{train.train_seconds:.0f} s"),
         ]),
         "",
         "## Conversion",

@@ -50,9 +50,6 @@ class TrainConfig:
     zoom: float = 0.1
     shift: float = 0.1
     not_a_digit: bool = True  # an 11th class trained on generated non-digit tiles (toolkit/negatives.py)
-    # "auto": bfloat16 arithmetic with float32 weights (Keras' mixed_bfloat16) where the CPU multiplies bfloat16
-    # natively (AVX512-BF16 or AMX), float32 elsewhere; or "float32" / "bfloat16" by name. See PRECISIONS.
-    precision: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,40 +77,9 @@ class TrainResult:
     versions: dict[str, str]
     config: dict[str, Any]
     not_a_digit: dict[str, Any] | None = None  # rejection on validation negatives and the held-out family
-    precision: str = "float32"  # what the run computed in: config.precision with "auto" decided
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# Keras dtype policy per training precision. bfloat16 keeps float32 weights (the saved model is float32 either
-# way) and computes the convolutions in bfloat16, which halves the seed network's epoch on a CPU that has it.
-PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
-_NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-
-
-def native_bfloat16(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (x86 flags avx512_bf16 / amx_bf16 in Linux's cpuinfo).
-    Elsewhere oneDNN would emulate it, slower than float32, so "auto" stays float32 there."""
-    try:
-        text = Path(cpuinfo).read_text(errors="replace")
-    except OSError:
-        return False
-    return any(bool(_NATIVE_BF16_FLAGS & set(line.split(":", 1)[1].split()))
-               for line in text.splitlines() if line.startswith("flags") and ":" in line)
-
-
-def resolve_precision(precision: str) -> str:
-    """``auto`` -> ``bfloat16`` on a CPU with native bfloat16, else ``float32``; a named precision as it is.
-
-    Raises:
-        ToolkitError: an unknown name.
-    """
-    if precision == "auto":
-        return "bfloat16" if native_bfloat16() else "float32"
-    if precision not in PRECISIONS:
-        raise ToolkitError(f"unknown precision {precision!r}; choose one of: auto, {', '.join(PRECISIONS)}")
-    return precision
 
 
 def sidecar_for(model_path: str | os.PathLike[str]) -> Path:
@@ -134,7 +100,6 @@ def check_config(config: TrainConfig) -> Path:
         raise ToolkitError(f"--epochs {config.epochs} must be at least 1")
     if config.batch_size < 1:
         raise ToolkitError(f"--batch-size {config.batch_size} must be at least 1")
-    resolve_precision(config.precision)
     out = Path(config.out)
     if out.suffix != ".keras":
         raise ToolkitError(f"--out {out} must end in .keras (the Keras 3 model format)")
@@ -203,31 +168,13 @@ def _rejection(predict: Callable[[np.ndarray], np.ndarray], neg_val: Negatives, 
 
 
 def _member_mean(logs: dict[str, float]) -> dict[str, float]:
-    """An ensemble logs ``m0_probs_accuracy``, ``val_m1_probs_loss``, ... (``m0_probs_f32_accuracy`` in bfloat16,
-    its outputs cast back to float32): add the plain keys as member means."""
+    """An ensemble logs ``m0_probs_accuracy``, ``val_m1_probs_loss``, ...: add the plain keys as member means."""
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         prefix, _, metric = key.rpartition("_")
-        found = [v for k, v in logs.items() if re.fullmatch(rf"{prefix}_?m\d+_probs(?:_f32)?_{metric}", k)]
+        found = [v for k, v in logs.items() if re.fullmatch(rf"{prefix}_?m\d+_probs_{metric}", k)]
         if key not in logs and found:
             logs[key] = float(sum(found) / len(found))
     return logs
-
-
-def _training_model(keras: Any, config: TrainConfig, classes: int, precision: str) -> Any:
-    """The graph to fit. In bfloat16 its layers compute under Keras' ``mixed_bfloat16`` policy (weights stay
-    float32) and every output is cast back to float32, so the loss and the metrics are float32 as before. The
-    global policy is set only while the layers are built: the inference model built later is plain float32."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(PRECISIONS[precision])
-    try:
-        model = build_model(config.arch, dropout=config.dropout, training=True, classes=classes)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-    if precision == "float32":
-        return model
-    outputs = [keras.layers.Activation("linear", dtype="float32", name=f"{name}_f32")(out)
-               for name, out in zip(model.output_names, model.outputs, strict=True)]
-    return keras.Model(model.inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
 
 
 def train(config: TrainConfig | None = None, on_epoch: EpochCallback | None = None, **overrides: Any) -> TrainResult:
@@ -264,8 +211,7 @@ def train(config: TrainConfig | None = None, on_epoch: EpochCallback | None = No
         x_va = np.concatenate([x_va, neg_val.x])
         y_va = np.concatenate([y_va, np.full(len(neg_val.x), NOT_A_DIGIT, y_va.dtype)])
 
-    precision = resolve_precision(config.precision)
-    model = _training_model(keras, config, classes, precision)
+    model = build_model(config.arch, dropout=config.dropout, training=True, classes=classes)
     members = len(model.outputs)  # > 1 for an ensemble: every member gets the labels and its own loss
     steps = config.epochs * int(np.ceil(len(x_tr) / config.batch_size))
     warmup = max(1, int(0.3 * steps))
@@ -294,7 +240,7 @@ def train(config: TrainConfig | None = None, on_epoch: EpochCallback | None = No
     model.fit(train_ds, epochs=config.epochs, validation_data=val_ds, verbose=0, callbacks=callbacks, shuffle=False)
     seconds = time.perf_counter() - start
 
-    # The saved graph is the architecture rebuilt without dropout, in float32, carrying the trained weights.
+    # The saved graph is the architecture rebuilt without dropout, carrying the trained weights.
     inference = build_model(config.arch, dropout=0.0, classes=classes)
     inference.set_weights(model.get_weights())
 
@@ -316,7 +262,6 @@ def train(config: TrainConfig | None = None, on_epoch: EpochCallback | None = No
         not_a_digit=(_rejection(predict, neg_val, held_out_negatives(split.x_train, config.seed),
                                 config.seed, split.x_val)
                      if neg_val is not None else None),
-        precision=precision,
     )
     with atomic_path(out) as tmp:
         inference.save(tmp)

@@ -10,7 +10,7 @@ import pytest
 
 from digitkit.toolkit.errors import ToolkitError
 from digitkit.toolkit.models import ARCHITECTURES, build_model, count_macs, describe
-from digitkit.toolkit.train import TrainConfig, native_bfloat16, resolve_precision, train
+from digitkit.toolkit.train import TrainConfig, train
 
 
 def test_seed_architecture_is_exactly_the_seed_network() -> None:
@@ -104,10 +104,9 @@ def test_an_ensemble_trains_its_members_separately_and_saves_their_average(tmp_p
     fit = build_model("strided-pair", dropout=0.3, training=True)
     assert len(fit.outputs) == 2  # one loss per member while fitting
     logs: list[dict[str, float]] = []
-    # in bfloat16, whose float32 casts rename the members' outputs (m0_probs_f32): the means must still be found
     result = train(out=str(tmp_path / "pair.keras"), arch="strided-pair", epochs=1, batch_size=64,
-                   data_dir=str(synth_data_dir), on_epoch=lambda e, n, lg: logs.append(lg), precision="bfloat16")
-    members = [lg for k, lg in logs[0].items() if k.startswith("val_m") and k.endswith("_probs_f32_accuracy")]
+                   data_dir=str(synth_data_dir), on_epoch=lambda e, n, lg: logs.append(lg))
+    members = [lg for k, lg in logs[0].items() if k.startswith("val_m") and k.endswith("_probs_accuracy")]
     assert len(members) == 2 and logs[0]["val_accuracy"] == pytest.approx(sum(members) / 2)
     saved = keras.models.load_model(tmp_path / "pair.keras", compile=False)
     assert saved.output_shape == (None, 11) and not any(type(lay).__name__ == "Dropout" for lay in saved.layers)
@@ -117,36 +116,3 @@ def test_an_ensemble_trains_its_members_separately_and_saves_their_average(tmp_p
     assert not np.allclose(a, b)  # two independently initialised members
     np.testing.assert_allclose(np.asarray(saved(x)), (a + b) / 2, atol=1e-6)
     assert result.macs == 2 * describe("strided").macs
-
-
-def test_auto_precision_is_bfloat16_only_where_the_cpu_has_it(tmp_path: Path) -> None:
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n\n"
-                       "processor\t: 1\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
-    assert native_bfloat16(cpuinfo)
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
-                       "bugs\t\t: avx512_bf16\n")  # the word elsewhere than in the flags does not count
-    assert not native_bfloat16(cpuinfo)
-    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd bf16\n")  # aarch64: left in float32
-    assert not native_bfloat16(cpuinfo)
-    assert not native_bfloat16(tmp_path / "missing")
-    assert resolve_precision("auto") == ("bfloat16" if native_bfloat16() else "float32")
-    assert resolve_precision("float32") == "float32" and resolve_precision("bfloat16") == "bfloat16"
-    with pytest.raises(ToolkitError, match="unknown precision 'half'; choose one of: auto, float32, bfloat16"):
-        resolve_precision("half")
-
-
-def test_bfloat16_training_saves_a_float32_model_and_leaves_the_global_policy_alone(
-        tmp_path: Path, synth_data_dir: Path) -> None:
-    import keras
-
-    result = train(out=str(tmp_path / "m.keras"), arch="tiny", epochs=3, batch_size=64,
-                   data_dir=str(synth_data_dir), precision="bfloat16")
-    assert result.precision == "bfloat16" and result.config["precision"] == "bfloat16"
-    assert keras.mixed_precision.global_policy().name == "float32"
-    saved = keras.models.load_model(tmp_path / "m.keras", compile=False)
-    assert {lay.dtype_policy.name for lay in saved.layers} == {"float32"}
-    assert all(w.dtype == np.float32 for w in saved.get_weights())
-    assert result.test_accuracy > 0.5  # it learned: float32 training reaches about 0.72 in these 3 epochs
-    side = json.loads((tmp_path / "m.keras.json").read_text())
-    assert side["precision"] == "bfloat16"
