@@ -42,10 +42,7 @@ def test_loading_closes_every_file_it_opened(synth_data_dir: Path, tmp_path: Pat
     import gc
     import warnings
 
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    for f in synth_data_dir.iterdir():
-        (raw / f.name.removesuffix(".gz")).write_bytes(gzip.decompress(f.read_bytes()))
+    raw = write_idx_folder(tmp_path / "raw", compress=False)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         for folder in (synth_data_dir, raw):
