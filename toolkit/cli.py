@@ -69,7 +69,7 @@ def train(
     batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", min=1)] = TrainConfig.batch_size,
     seed: Annotated[int, typer.Option("--seed", metavar="N")] = TrainConfig.seed,
     data_dir: DataDir = None,
-    no_augment: Annotated[bool, typer.Option("--no-augment", help="Turn off augmentation (random affine and blur).")] = False,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="Turn off augmentation (affine, blur).")] = False,
 ) -> None:
     """Train a float CNN on MNIST and save it with its training record (FILE.json).
 
