@@ -178,3 +178,35 @@ def test_augmentation_moves_tiles_within_the_configured_shift_and_differs_each_e
     columns = lambda a: np.sort(a.reshape(len(a), -1), axis=0)  # noqa: E731
     assert not np.allclose(columns(first), columns(second), atol=1e-3)
     assert np.array_equal(columns(first), columns(_augmented(tiles, config)[0]))
+
+
+def test_not_a_digit_calibration_lowers_that_logit_to_the_validation_operating_point() -> None:
+    import keras
+
+    from digitkit.toolkit.train import calibrate_not_a_digit
+
+    rng = np.random.default_rng(0)
+    digits = rng.integers(0, 256, (1000, 28, 28)).astype(np.uint8)
+
+    def model(bias10: float) -> keras.Model:
+        inputs = keras.Input((28, 28, 1))
+        m = keras.Model(inputs, keras.layers.Dense(11, activation="softmax", name="probs")(
+            keras.layers.Flatten()(inputs)))
+        kernel = rng.normal(0, 0.02, (784, 11)).astype(np.float32)
+        m.layers[-1].set_weights([kernel, np.r_[np.zeros(10), bias10].astype(np.float32)])
+        return m
+
+    def called(m: keras.Model) -> int:
+        return int(np.sum(m.predict((digits / 255.0)[..., None], verbose=0).argmax(1) == 10))
+
+    eager = model(2.0)  # answers "not a digit" on most digits
+    assert called(eager) > 500
+    record = calibrate_not_a_digit(eager, digits, keep=0.99)
+    assert record is not None and record["logit_shift"] < 0
+    assert called(eager) <= 10 and called(eager) == record["val_digits_called_not_a_digit_after"]
+    assert record["val_digits_called_not_a_digit_before"] > 500
+    # a model already within the operating point is left as it is: the logit is never raised
+    shy = model(-20.0)
+    before = shy.layers[-1].get_weights()[1].copy()
+    assert calibrate_not_a_digit(shy, digits, keep=0.99)["logit_shift"] == 0.0
+    assert np.array_equal(shy.layers[-1].get_weights()[1], before)
