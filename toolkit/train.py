@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from digitkit.converters.tflite import ConvertConfig
 from digitkit.runtime.fileio import atomic_path, atomic_write_json, sidecar_path
 from digitkit.toolkit.data import load_mnist, split_validation
 from digitkit.toolkit.errors import ToolkitError
+from digitkit.toolkit.evaluate import predict_keras
 from digitkit.toolkit.models import ARCHITECTURES, NUM_CLASSES, WITH_NOT_A_DIGIT, build_model, count_macs
 from digitkit.toolkit.negatives import HELD_OUT, NOT_A_DIGIT, Negatives, NegativesConfig, generate
 from digitkit.toolkit.twins import make_callable
@@ -60,9 +62,9 @@ class TrainConfig:
     not_a_digit: bool = True  # an 11th class trained on generated non-digit tiles (toolkit/negatives.py)
     # After training, the "not a digit" logit is lowered (never raised) until the argmax answers "not a digit" on
     # at most 1 - keep_digits of the validation digits: the operating point the converter's rejection threshold
-    # is chosen at (ConvertConfig.keep_digits). The share of non-digit tiles in training (a fifth) is arbitrary,
-    # and so is the prior it teaches; this puts the model's own answer where the runtime's is.
-    keep_digits: float = 0.999
+    # is chosen at. The share of non-digit tiles in training (a fifth) is arbitrary, and so is the prior it
+    # teaches; this puts the model's own answer where the runtime's is.
+    keep_digits: float = ConvertConfig.keep_digits
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -212,8 +214,7 @@ def calibrate_not_a_digit(model: Any, val_digits: np.ndarray, keep: float) -> di
     layer = model.layers[-1]
     if not (layer.name.endswith("probs") and len(layer.get_weights()) == 2) or not len(val_digits):
         return None
-    x = (val_digits.astype(np.float32) / 255.0)[..., None]
-    logp = np.log(np.clip(model.predict(x, batch_size=512, verbose=0), 1e-30, 1.0))
+    logp = np.log(np.clip(predict_keras(model, val_digits), 1e-30, 1.0))
     margin = logp[:, NOT_A_DIGIT] - np.delete(logp, NOT_A_DIGIT, axis=1).max(axis=1)
     # just past the margin of the last digit allowed through (1e-3: float32 rounding must not tip it back)
     shift = float(min(0.0, -np.quantile(margin, keep, method="higher") - 1e-3))
@@ -305,7 +306,7 @@ def train(config: TrainConfig | None = None, on_epoch: EpochCallback | None = No
     calibration = calibrate_not_a_digit(inference, split.x_val, config.keep_digits) if config.not_a_digit else None
 
     def predict(x: np.ndarray) -> np.ndarray:
-        return inference.predict((x.astype(np.float32) / 255.0)[..., None], batch_size=512, verbose=0)
+        return predict_keras(inference, x)
 
     def accuracy(x: np.ndarray, y: np.ndarray) -> float:
         # argmax over every output: "not a digit" on a digit counts as an error
